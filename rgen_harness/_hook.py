@@ -1,0 +1,92 @@
+"""Start-up hook that plugs rgen-harness into lm-eval 0.4.13, which has no plugin discovery.
+
+`rgen_harness.pth` (installed into site-packages) imports this module at every interpreter
+start. It costs well under a millisecond: it only puts a finder at the front of `sys.meta_path`
+and imports nothing heavy. The finder reacts to three lm-eval modules, once each, after their
+own code has run:
+
+- `lm_eval.models`       -> register the lazy model name `lmdeploy` (built-ins are already in
+                            the registry then, so the empty-registry lazy import still happens);
+- `lm_eval.tasks.manager` -> every `TaskManager` also indexes `rgen_harness/tasks/`, so
+                            `--tasks deita_qr,deita_qcr` resolves without `--include_path`;
+- `lm_eval.api.model`    -> every `LM` gains a default `generate_chat_rounds` method, the
+                            multi-round request type of the deita tasks (see `rgen_harness.chat`).
+
+Set `RGEN_HARNESS_DISABLE_HOOK=1` to switch it off; `import rgen_harness.plugin` then does
+the same work by hand (e.g. before calling `lm_eval.simple_evaluate`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.abc import MetaPathFinder
+from importlib.machinery import PathFinder
+
+DISABLE_ENV = "RGEN_HARNESS_DISABLE_HOOK"
+
+
+def _after_models(module) -> None:
+    from rgen_harness.plugin import register_models
+
+    register_models()
+
+
+def _after_manager(module) -> None:
+    from rgen_harness.plugin import extend_task_manager
+
+    extend_task_manager(module.TaskManager)
+
+
+def _after_api_model(module) -> None:
+    from rgen_harness.plugin import extend_lm_base
+
+    extend_lm_base(module.LM)
+
+
+_CALLBACKS = {
+    "lm_eval.models": _after_models,
+    "lm_eval.tasks.manager": _after_manager,
+    "lm_eval.api.model": _after_api_model,
+}
+
+
+class _LmEvalFinder(MetaPathFinder):
+    """Finds nothing itself; wraps the real loader of the watched modules."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        callback = _CALLBACKS.get(fullname)
+        if callback is None:
+            return None
+        del _CALLBACKS[fullname]
+        if not _CALLBACKS and self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+        original_exec = loader.exec_module
+
+        def exec_module(module, _original=original_exec, _callback=callback):
+            _original(module)
+            _callback(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def install() -> None:
+    if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+        return
+    if any(isinstance(f, _LmEvalFinder) for f in sys.meta_path):
+        return
+    # Modules imported before the hook (rare: only in odd start-up orders) are patched now.
+    for name in list(_CALLBACKS):
+        module = sys.modules.get(name)
+        if module is not None:
+            _CALLBACKS.pop(name)(module)
+    if _CALLBACKS:
+        sys.meta_path.insert(0, _LmEvalFinder())
+
+
+install()

@@ -1,0 +1,115 @@
+"""The multi-round chat protocol: the one place that defines it.
+
+lm-eval dispatches each request type once, to `getattr(lm, request_type)(requests)`, and has no
+hook for generations that depend on earlier ones. The deita tasks therefore emit one Instance per
+conversation with `request_type = REQUEST_TYPE`; its context is a `ChatRequest` (a `str` holding
+JSON, so `--log_samples`, `--use_cache` and request caching treat it like any prompt) and its
+gen_kwargs are the task's. The model answers with one `ChatResult` JSON string per request.
+
+A ChatRequest is a base history (system turn optional, ending in a user turn) plus `rounds`: the
+messages appended before each generation. Round k's reply becomes an assistant turn before round
+k+1's messages are appended. QR has one empty round; QCR has two (see `rgen_harness.tasks`).
+
+Every backend meets the protocol through `rgen_harness.chat.runner.run_rounds`; lm-eval models get
+it by default (`generate_chat_rounds`), and a backend with a native path overrides the method.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+REQUEST_TYPE = "generate_chat_rounds"
+
+Message = dict[str, str]
+Status = Literal["ok", "skipped", "failed"]
+
+
+class ChatRequest(str):
+    """A request context: JSON text of {id, messages, rounds, skip_reason}."""
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        doc_id: str,
+        messages: list[Message],
+        rounds: list[list[Message]],
+        skip_reason: str | None = None,
+    ) -> ChatRequest:
+        payload = {"id": doc_id, "messages": messages, "rounds": rounds, "skip_reason": skip_reason}
+        return cls(json.dumps(payload, ensure_ascii=False))
+
+    @classmethod
+    def parse(cls, text: str) -> ChatRequest:
+        if isinstance(text, ChatRequest):
+            return text
+        try:
+            payload = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as e:
+            raise ValueError(
+                f"{REQUEST_TYPE} received a context that is not a ChatRequest JSON string "
+                f"({str(text)[:80]!r}...). Only the deita tasks emit this request type."
+            ) from e
+        if not isinstance(payload, dict) or "messages" not in payload or "rounds" not in payload:
+            raise ValueError(
+                f"{REQUEST_TYPE}: context lacks 'messages'/'rounds': {str(text)[:80]!r}"
+            )
+        return cls(text)
+
+    @property
+    def payload(self) -> dict:
+        return json.loads(self)
+
+    @property
+    def doc_id(self) -> str:
+        return str(self.payload.get("id"))
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.payload["messages"]
+
+    @property
+    def rounds(self) -> list[list[Message]]:
+        return self.payload["rounds"]
+
+    @property
+    def skip_reason(self) -> str | None:
+        return self.payload.get("skip_reason")
+
+
+@dataclass
+class RoundRecord:
+    prompt: str
+    reply: str
+    prompt_tokens: int | None = None
+    reply_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class ChatResult:
+    """What a model returns per ChatRequest (as JSON): every round's prompt and reply."""
+
+    status: Status
+    reason: str | None = None
+    dropped_turns: int = 0
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+    @property
+    def reply(self) -> str:
+        """The final reply (the last round's), '' when the request did not complete."""
+        return self.rounds[-1].reply if self.status == "ok" and self.rounds else ""
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["reply"] = self.reply
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ChatResult:
+        data = json.loads(text)
+        data.pop("reply", None)
+        data["rounds"] = [RoundRecord(**r) for r in data.get("rounds", [])]
+        return cls(**data)

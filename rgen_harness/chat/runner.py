@@ -1,0 +1,194 @@
+"""Runs ChatRequests round by round; each round is ONE batched generation call for all live
+conversations, so a backend's continuous batching (or HF's batching) sees the whole round.
+
+`run_rounds` is backend-neutral: a backend supplies a `ChatBackend` (render, count tokens,
+generate). `generate_chat_rounds` is the default implementation that every lm-eval model gets
+(installed on `lm_eval.api.model.LM` by the start-up hook); it drives the model's own
+`apply_chat_template` and `generate_until`, so `hf`, `vllm` and friends work unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from rgen_harness.chat.budget import ContextTooLong, fit_prompt
+from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult, Message, RoundRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_GEN_TOKS = 256
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated reply. `error` set means the request failed (the text is not a reply)."""
+
+    text: str
+    finish_reason: str | None = None
+    tokens: int | None = None
+    error: str | None = None
+
+
+class ChatBackend(Protocol):
+    max_length: int | None  # None: the backend cannot count tokens, no budget is applied
+
+    def render(self, messages: list[Message]) -> str: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def max_gen_toks(self, gen_kwargs: dict) -> int: ...
+
+    def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]: ...
+
+
+@dataclass
+class _State:
+    request: ChatRequest
+    gen_kwargs: dict
+    tail: list[Message]
+    result: ChatResult
+    done: bool = False
+
+
+def run_rounds(requests: Sequence[tuple[str, dict]], backend: ChatBackend) -> list[ChatResult]:
+    states = []
+    for context, gen_kwargs in requests:
+        request = ChatRequest.parse(context)
+        state = _State(request, dict(gen_kwargs or {}), [], ChatResult(status="ok"))
+        if request.skip_reason:
+            state.result = ChatResult(status="skipped", reason=request.skip_reason)
+            state.done = True
+        states.append(state)
+
+    n_rounds = max((len(s.request.rounds) for s in states), default=0)
+    for k in range(n_rounds):
+        live, prompts = [], []
+        for s in states:
+            if s.done or k >= len(s.request.rounds):
+                continue
+            s.tail = s.tail + s.request.rounds[k]
+            prompt = _prepare(s, backend)
+            if prompt is not None:
+                live.append(s)
+                prompts.append(prompt)
+        if not live:
+            continue
+        log.info("%s: round %d/%d, %d conversations", REQUEST_TYPE, k + 1, n_rounds, len(live))
+        generations = backend.generate(prompts, [s.gen_kwargs for s in live])
+        if len(generations) != len(live):
+            raise RuntimeError(
+                f"backend returned {len(generations)} generations for {len(live)} prompts"
+            )
+        for s, gen in zip(live, generations, strict=True):
+            record = s.result.rounds[-1]
+            record.finish_reason = gen.finish_reason
+            if gen.error is not None:
+                s.result.status, s.result.reason, s.done = "failed", gen.error, True
+                continue
+            record.reply = gen.text
+            record.reply_tokens = gen.tokens
+            s.tail = s.tail + [{"role": "assistant", "content": gen.text}]
+    return [s.result for s in states]
+
+
+def _prepare(state: _State, backend: ChatBackend) -> str | None:
+    """Render (and budget) the next prompt of one conversation; None if it ends here."""
+    result = state.result
+    try:
+        if backend.max_length is None:
+            prompt = backend.render(state.request.messages + state.tail)
+            tokens, dropped = None, 0
+        else:
+            budget = backend.max_length - backend.max_gen_toks(state.gen_kwargs)
+            fitted = fit_prompt(
+                state.request.messages,
+                state.tail,
+                render=backend.render,
+                count_tokens=backend.count_tokens,
+                max_prompt_tokens=budget,
+                min_dropped=result.dropped_turns,
+            )
+            prompt, tokens, dropped = fitted.prompt, fitted.prompt_tokens, fitted.dropped_turns
+    except ContextTooLong as e:
+        result.status, result.reason, state.done = "skipped", f"context too long: {e}", True
+        return None
+    except ChatTemplateUnavailable:
+        raise
+    except Exception as e:  # a template that rejects this one conversation
+        result.status, state.done = "failed", True
+        result.reason = f"chat template failed: {type(e).__name__}: {e}"
+        return None
+    result.dropped_turns = dropped
+    result.rounds.append(RoundRecord(prompt=prompt, reply="", prompt_tokens=tokens))
+    return prompt
+
+
+class ChatTemplateUnavailable(RuntimeError):
+    """The model cannot render chat messages at all: fail the run, not each row."""
+
+
+class LMChatBackend:
+    """Adapts any lm-eval `LM` (hf, vllm, api models ...) to the ChatBackend protocol."""
+
+    def __init__(self, lm) -> None:
+        self.lm = lm
+        self.max_length = getattr(lm, "max_length", None) if hasattr(lm, "tok_encode") else None
+
+    def render(self, messages: list[Message]) -> str:
+        try:
+            return self.lm.apply_chat_template(messages, add_generation_prompt=True)
+        except NotImplementedError as e:
+            raise ChatTemplateUnavailable(
+                f"model class {type(self.lm).__name__} cannot render chat messages, which the "
+                "deita tasks need. Use a chat-capable backend (hf, vllm, lmdeploy, "
+                "local-chat-completions ...)."
+            ) from e
+        except ValueError as e:
+            if "chat_template" in str(e) or "chat template" in str(e):
+                raise ChatTemplateUnavailable(
+                    f"the model's tokenizer has no chat template ({e}). The deita tasks render "
+                    "each turn with the evaluated model's template: use a chat/instruct model, "
+                    "or give the tokenizer a template (hf: --model_args ...,chat_template=...)."
+                ) from e
+            raise
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.lm.tok_encode(text))
+
+    def max_gen_toks(self, gen_kwargs: dict) -> int:
+        value = gen_kwargs.get("max_gen_toks", getattr(self.lm, "max_gen_toks", None))
+        return int(value if value is not None else DEFAULT_MAX_GEN_TOKS)
+
+    def _reply_tokens(self, text: str) -> int | None:
+        if not hasattr(self.lm, "tok_encode"):
+            return None
+        try:
+            return len(self.lm.tok_encode(text, add_special_tokens=False))
+        except TypeError:
+            return len(self.lm.tok_encode(text))
+
+    def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
+        from lm_eval.api.instance import Instance
+
+        instances = [
+            Instance(
+                request_type="generate_until",
+                doc={},
+                arguments=(prompt, dict(kwargs)),
+                idx=0,
+                metadata=(REQUEST_TYPE, i, 1),
+            )
+            for i, (prompt, kwargs) in enumerate(zip(prompts, gen_kwargs, strict=True))
+        ]
+        texts = self.lm.generate_until(instances)
+        return [Generation(text=t, tokens=self._reply_tokens(t)) for t in texts]
+
+
+def generate_chat_rounds(self, requests, disable_tqdm: bool = False) -> list[str]:
+    """Default `LM.generate_chat_rounds`: multi-round chat through apply_chat_template +
+    generate_until. Returns one ChatResult JSON string per request, in order."""
+    results = run_rounds([req.args for req in requests], LMChatBackend(self))
+    return [r.to_json() for r in results]

@@ -1,0 +1,222 @@
+"""Loading deita-format conversations and turning each row into an evaluation doc.
+
+A row is ShareGPT style: `conversations` = [{"from": "human"|"gpt"|"system", "value": str}, ...]
+(OpenAI-style {"role", "content"} turns are accepted too), plus optional `id` and `source`.
+
+Each doc holds the history the model answers from (`messages`, ending in a user turn) and the
+dataset's final assistant reply (`reference`), which is removed from the history.
+
+Malformed rows are never dropped silently. With `on_bad_row="skip"` (default) they stay in the
+task as docs whose `problem` says what is wrong; the model is not called for them and they are
+counted in the `skipped` metric. With `on_bad_row="error"` loading stops with an error naming the
+row, its id and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATASET = "hkust-nlp/deita-6k-v0"
+SAMPLE_PATH = Path(__file__).parent / "sample" / "deita_sample.jsonl"
+ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "system": "system",
+}
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+@dataclass(frozen=True)
+class DeitaSource:
+    """Where the conversations come from; built from task metadata (`--metadata`)."""
+
+    path: Path | None = None
+    dataset: str = DEFAULT_DATASET
+    split: str = "train"
+    on_bad_row: Literal["skip", "error"] = "skip"
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> DeitaSource:
+        on_bad_row = metadata.get("on_bad_row", "skip")
+        if on_bad_row not in ("skip", "error"):
+            raise ValueError(
+                f"on_bad_row={on_bad_row!r} is not valid: use --metadata "
+                '\'{"on_bad_row": "skip"}\' (count malformed rows) or "error" (stop at the first).'
+            )
+        raw_path = metadata.get("deita_path")
+        path = None
+        if raw_path not in (None, ""):
+            if str(raw_path) == "sample":
+                path = SAMPLE_PATH
+            else:
+                path = Path(os.path.expanduser(str(raw_path)))
+                if not path.is_file():
+                    raise FileNotFoundError(
+                        f"deita_path={str(raw_path)!r} is not a file. Give a local "
+                        f"{'/'.join(LOCAL_SUFFIXES)} file with a 'conversations' column, e.g. "
+                        '--metadata \'{"deita_path": "/data/deita-6k.jsonl"}\', or "sample" for '
+                        "the bundled sample."
+                    )
+                if path.suffix.lower() not in LOCAL_SUFFIXES:
+                    raise ValueError(
+                        f"deita_path={str(raw_path)!r}: unsupported file type {path.suffix!r}; "
+                        f"use one of {', '.join(LOCAL_SUFFIXES)}."
+                    )
+        return cls(
+            path=path,
+            dataset=str(metadata.get("deita_dataset") or DEFAULT_DATASET),
+            split=str(metadata.get("deita_split") or "train"),
+            on_bad_row=on_bad_row,
+        )
+
+    def describe(self) -> str:
+        return str(self.path) if self.path else f"{self.dataset} [{self.split}]"
+
+
+def read_rows(source: DeitaSource) -> list[dict]:
+    """Raw rows as Python dicts (no schema inference, so one odd row cannot break the rest)."""
+    if source.path is None:
+        import datasets  # honours HF_ENDPOINT / HF_HUB_OFFLINE like any hub download
+
+        return datasets.load_dataset(source.dataset, split=source.split).to_list()
+    suffix = source.path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(source.path).to_pylist()
+    text = source.path.read_text(encoding="utf-8")
+    if suffix == ".json":
+        data = json.loads(text)
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            raise ValueError(f"{source.path}: a .json file must hold a list of rows")
+        return data
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            # Kept as a row so that it is counted (or reported) like any other malformed row.
+            rows.append({"id": f"line{lineno}", "_parse_error": f"line {lineno} is not JSON: {e}"})
+    return rows
+
+
+def _turns(row: dict) -> Iterable[tuple[Any, Any]]:
+    conv = row.get("conversations", row.get("messages"))
+    if not isinstance(conv, list):
+        raise _Bad("has no 'conversations' list")
+    if not conv:
+        raise _Bad("'conversations' is empty")
+    for i, turn in enumerate(conv):
+        if not isinstance(turn, dict):
+            raise _Bad(f"turn {i} is a {type(turn).__name__}, not a {{'from', 'value'}} object")
+        role = turn.get("from", turn.get("role"))
+        value = turn.get("value", turn.get("content"))
+        if role is None:
+            raise _Bad(f"turn {i} has no 'from' role")
+        if not isinstance(value, str):
+            raise _Bad(f"turn {i} value is {type(value).__name__}, not a string")
+        yield role, value
+
+
+class _Bad(ValueError):
+    pass
+
+
+def normalise_row(row: Any, index: int) -> dict:
+    """One doc per row; `problem` is '' for a usable row, else what is wrong with it."""
+    doc_id = str(row.get("id", f"row{index}")) if isinstance(row, dict) else f"row{index}"
+    source = str(row.get("source", "")) if isinstance(row, dict) else ""
+    doc = {
+        "id": doc_id,
+        "source": source,
+        "row": index,
+        "messages": [],
+        "reference": "",
+        "problem": "",
+    }
+    try:
+        if not isinstance(row, dict):
+            raise _Bad(f"is a {type(row).__name__}, not an object")
+        if "_parse_error" in row:
+            raise _Bad(row["_parse_error"])
+        messages = []
+        for i, (raw_role, value) in enumerate(_turns(row)):
+            role = ROLES.get(str(raw_role).strip().lower())
+            if role is None:
+                raise _Bad(
+                    f"turn {i} has unknown role {raw_role!r}; expected one of {sorted(ROLES)}"
+                )
+            if role == "system" and any(m["role"] != "system" for m in messages):
+                raise _Bad(f"turn {i} is a system turn after the conversation started")
+            if role != "system":
+                prev = next((m["role"] for m in reversed(messages) if m["role"] != "system"), None)
+                expected = "user" if prev in (None, "assistant") else "assistant"
+                if role != expected:
+                    raise _Bad(
+                        f"turn {i} is '{role}' but '{expected}' was expected (turns must "
+                        "alternate user/assistant, starting with user)"
+                    )
+            messages.append({"role": role, "content": value})
+        if not messages or messages[-1]["role"] != "assistant":
+            raise _Bad("does not end in an assistant turn (there is no reference reply to remove)")
+        if not messages[-1]["content"].strip():
+            raise _Bad("its final assistant turn (the reference reply) is empty")
+        doc["messages"], doc["reference"] = messages[:-1], messages[-1]["content"]
+    except _Bad as e:
+        doc["problem"] = f"row {index} (id {doc_id!r}) {e}"
+    return doc
+
+
+def load_docs(source: DeitaSource) -> list[dict]:
+    rows = read_rows(source)
+    docs = [normalise_row(row, i) for i, row in enumerate(rows)]
+    bad = [d for d in docs if d["problem"]]
+    if bad and source.on_bad_row == "error":
+        raise ValueError(
+            f"{len(bad)} of {len(docs)} rows in {source.describe()} are malformed. Fix them, or "
+            'pass --metadata \'{"on_bad_row": "skip"}\' to skip and count them.\n'
+            + "\n".join(d["problem"] for d in bad[:20])
+        )
+    if bad:
+        log.warning(
+            "deita: %d of %d rows in %s are malformed; they are skipped and counted in the "
+            "'skipped' metric. First: %s",
+            len(bad),
+            len(docs),
+            source.describe(),
+            bad[0]["problem"],
+        )
+    return docs
+
+
+def load_deita(**metadata: Any):
+    """`custom_dataset` entry of the deita task YAMLs: lm-eval passes the run's metadata."""
+    import datasets
+
+    docs = load_docs(DeitaSource.from_metadata(metadata))
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "row": datasets.Value("int64"),
+            "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+            "reference": datasets.Value("string"),
+            "problem": datasets.Value("string"),
+        }
+    )
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs, features=features)})

@@ -1,0 +1,133 @@
+"""Tiny random-weight models with real transformers architectures and a real tokenizer.
+
+They make the whole pipeline runnable offline on a CPU in seconds (the smoke run and the tests).
+Their outputs are random text and their scores mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rgen_harness.data.deita import SAMPLE_PATH
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|reward|>"]
+_MARKER = "rgen_tiny.json"
+
+
+def _training_text() -> list[str]:
+    texts = []
+    for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines():
+        for turn in json.loads(line)["conversations"]:
+            texts.append(turn["value"])
+    texts.append("# Criteria List\n## accuracy\nDescription: user assistant system")
+    return texts
+
+
+def build_tokenizer(out_dir: Path, vocab_size: int = 600):
+    """A byte-level BPE tokenizer (any language) with a ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_training_text(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|reward|>"],
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_chat_model(
+    out_dir: str | Path,
+    *,
+    arch: str = "llama",
+    max_position_embeddings: int = 1024,
+    seed: int = 0,
+) -> Path:
+    """A 2-layer causal LM (llama or qwen2 architecture) with the tiny tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    out_dir = Path(out_dir)
+    if (out_dir / _MARKER).is_file():
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(out_dir)
+    config = AutoConfig.for_model(
+        arch,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out_dir)
+    (out_dir / _MARKER).write_text(json.dumps({"kind": "chat", "arch": arch, "seed": seed}))
+    return out_dir
+
+
+def build_reward_model(
+    out_dir: str | Path,
+    *,
+    arch: str = "llama",
+    max_position_embeddings: int = 1024,
+    seed: int = 1,
+) -> Path:
+    """A 2-layer sequence-classification reward model (one score per sequence)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    out_dir = Path(out_dir)
+    if (out_dir / _MARKER).is_file():
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(out_dir)
+    config = AutoConfig.for_model(
+        arch,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_position_embeddings,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.save_pretrained(out_dir)
+    (out_dir / _MARKER).write_text(json.dumps({"kind": "reward", "arch": arch, "seed": seed}))
+    return out_dir
