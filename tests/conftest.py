@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny random-weight models built once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A folder with `chat/` (tiny llama chat model, ChatML template) and `reward/` (tiny
+    sequence-classification reward model), both random weights with a real BPE tokenizer."""
+    from rgen_harness.smoke.tiny_models import build_chat_model, build_reward_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    build_chat_model(root / "chat")
+    build_reward_model(root / "reward")
+    return root
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (runs on GPU machines)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
