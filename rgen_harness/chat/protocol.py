@@ -96,6 +96,7 @@ class ChatResult:
     reason: str | None = None
     dropped_turns: int = 0
     rounds: list[RoundRecord] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)  # filled by reply scorers
 
     @property
     def reply(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from rgen_harness.chat.budget import ContextTooLong, fit_prompt
@@ -20,6 +20,10 @@ from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult, Me
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_GEN_TOKS = 256
+
+
+class ChatTemplateUnavailable(RuntimeError):
+    """The model cannot render chat messages at all: fail the run, not each row."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,75 @@ class _State:
     done: bool = False
 
 
-def run_rounds(requests: Sequence[tuple[str, dict]], backend: ChatBackend) -> list[ChatResult]:
+class RoundCache:
+    """Per-round generation cache in lm-eval's `--use_cache` database.
+
+    lm-eval's CachingLM caches only its three built-in request types and passes other methods
+    through, so the rounds look themselves up in the same sqlite file (reached through the
+    model's `cache_hook`). Sampled generations are not cached, as in lm-eval; errors never are.
+    """
+
+    KEY = f"{REQUEST_TYPE}:round"
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    @classmethod
+    def of(cls, lm) -> RoundCache | None:
+        db = getattr(getattr(lm, "cache_hook", None), "dbdict", None)
+        return cls(db) if db is not None else None
+
+    @staticmethod
+    def _cacheable(gen_kwargs: dict) -> bool:
+        return not gen_kwargs.get("do_sample", False)
+
+    def _key(self, prompt: str, gen_kwargs: dict) -> str:
+        from lm_eval.api.model import hash_args
+
+        return hash_args(self.KEY, (prompt, gen_kwargs))
+
+    def get(self, prompt: str, gen_kwargs: dict) -> Generation | None:
+        if not self._cacheable(gen_kwargs):
+            return None
+        hit = self.db.get(self._key(prompt, gen_kwargs))
+        return Generation(**hit) if hit is not None else None
+
+    def put(self, prompt: str, gen_kwargs: dict, gen: Generation) -> None:
+        if gen.error is None and self._cacheable(gen_kwargs):
+            self.db[self._key(prompt, gen_kwargs)] = asdict(gen)
+
+    def commit(self) -> None:
+        if hasattr(self.db, "commit"):
+            self.db.commit()
+
+
+def _generate_cached(
+    backend: ChatBackend, prompts: list[str], kwargs: list[dict], cache: RoundCache | None
+) -> list[Generation]:
+    if cache is None:
+        return backend.generate(prompts, kwargs)
+    out: list[Generation | None] = [cache.get(p, k) for p, k in zip(prompts, kwargs, strict=True)]
+    todo = [i for i, g in enumerate(out) if g is None]
+    if len(todo) < len(prompts):
+        log.info(
+            "%s: %d of %d prompts from cache", REQUEST_TYPE, len(prompts) - len(todo), len(prompts)
+        )
+    if todo:
+        fresh = backend.generate([prompts[i] for i in todo], [kwargs[i] for i in todo])
+        if len(fresh) != len(todo):
+            raise RuntimeError(f"backend returned {len(fresh)} generations for {len(todo)} prompts")
+        for i, gen in zip(todo, fresh, strict=True):
+            out[i] = gen
+            cache.put(prompts[i], kwargs[i], gen)
+        cache.commit()
+    return out
+
+
+def run_rounds(
+    requests: Sequence[tuple[str, dict]],
+    backend: ChatBackend,
+    cache: RoundCache | None = None,
+) -> list[ChatResult]:
     states = []
     for context, gen_kwargs in requests:
         request = ChatRequest.parse(context)
@@ -77,7 +149,7 @@ def run_rounds(requests: Sequence[tuple[str, dict]], backend: ChatBackend) -> li
         if not live:
             continue
         log.info("%s: round %d/%d, %d conversations", REQUEST_TYPE, k + 1, n_rounds, len(live))
-        generations = backend.generate(prompts, [s.gen_kwargs for s in live])
+        generations = _generate_cached(backend, prompts, [s.gen_kwargs for s in live], cache)
         if len(generations) != len(live):
             raise RuntimeError(
                 f"backend returned {len(generations)} generations for {len(live)} prompts"
@@ -124,10 +196,6 @@ def _prepare(state: _State, backend: ChatBackend) -> str | None:
     result.dropped_turns = dropped
     result.rounds.append(RoundRecord(prompt=prompt, reply="", prompt_tokens=tokens))
     return prompt
-
-
-class ChatTemplateUnavailable(RuntimeError):
-    """The model cannot render chat messages at all: fail the run, not each row."""
 
 
 class LMChatBackend:
@@ -190,5 +258,5 @@ class LMChatBackend:
 def generate_chat_rounds(self, requests, disable_tqdm: bool = False) -> list[str]:
     """Default `LM.generate_chat_rounds`: multi-round chat through apply_chat_template +
     generate_until. Returns one ChatResult JSON string per request, in order."""
-    results = run_rounds([req.args for req in requests], LMChatBackend(self))
+    results = run_rounds([req.args for req in requests], LMChatBackend(self), RoundCache.of(self))
     return [r.to_json() for r in results]

@@ -38,7 +38,7 @@ def register() -> None:
     for name, (aggregation, higher) in METRICS.items():
         if name not in METRIC_REGISTRY:
             register_metric(metric=name, higher_is_better=higher, aggregation=aggregation)(
-                _passthrough
+                passthrough
             )
 
 
@@ -46,7 +46,7 @@ def _sum(values) -> float:
     return float(sum(values))
 
 
-def _passthrough(items):
+def passthrough(items):
     return items
 
 

@@ -14,8 +14,10 @@ from typing import ClassVar
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
+from rgen_harness.chat.budget import drop_oldest
 from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
 from rgen_harness.metrics import reply_stats
+from rgen_harness.metrics.scorers import ScoredItem, build_scorers
 from rgen_harness.prompts.qcr import load_qcr_prompts
 
 reply_stats.register()
@@ -28,6 +30,19 @@ class DeitaTask(ConfigurableTask):
         config = dict(config or {})
         config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
         super().__init__(config=config, **kwargs)
+        # Built (and validated) now, before any generation; models load lazily when scoring.
+        self._scorers = build_scorers(self.config.metadata or {})
+        self._add_scorer_metrics()
+
+    def _add_scorer_metrics(self) -> None:
+        from lm_eval.api.registry import get_aggregation
+
+        for scorer in self._scorers:
+            for spec in scorer.metrics:
+                self._metric_fn_list[spec.name] = reply_stats.passthrough
+                self._metric_fn_kwargs[spec.name] = {}
+                self._aggregation_list[spec.name] = get_aggregation(spec.aggregation)
+                self._higher_is_better[spec.name] = spec.higher_is_better
 
     # -- what a doc looks like to lm-eval -------------------------------------------------
     def doc_to_text(self, doc, doc_to_text=None) -> str:
@@ -79,9 +94,39 @@ class DeitaTask(ConfigurableTask):
             **kwargs,
         )
 
+    def apply_filters(self):
+        """Lm-eval's filters, then every enabled reply scorer over all replies at once."""
+        super().apply_filters()
+        if not self._scorers:
+            return self._instances
+        for key in self._instances[0].filtered_resps:
+            results = [ChatResult.from_json(inst.filtered_resps[key]) for inst in self._instances]
+            items = [
+                ScoredItem(
+                    task=self.config.task,
+                    doc=inst.doc,
+                    result=result,
+                    history=drop_oldest(
+                        ChatRequest.parse(inst.args[0]).messages, result.dropped_turns
+                    ),
+                )
+                for inst, result in zip(self._instances, results, strict=True)
+            ]
+            for scorer in self._scorers:
+                scores = scorer.score(items)
+                for result, values in zip(results, scores, strict=True):
+                    result.scores.update(values)
+            for inst, result in zip(self._instances, results, strict=True):
+                inst.filtered_resps[key] = result.to_json()
+        return self._instances
+
     def process_results(self, doc, results) -> dict[str, float]:
         result = ChatResult.from_json(results[0])
-        return reply_stats.reply_stats(result, with_criteria=self.MODE == "qcr")
+        stats = reply_stats.reply_stats(result, with_criteria=self.MODE == "qcr")
+        for scorer in self._scorers:
+            for spec in scorer.metrics:
+                stats[spec.name] = float(result.scores.get(spec.name, float("nan")))
+        return stats
 
 
 class DeitaQRTask(DeitaTask):

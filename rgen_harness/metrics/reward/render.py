@@ -1,0 +1,114 @@
+"""What the reward model reads: history + reply as the last assistant turn, in the REWARD model's
+own chat template, as token ids.
+
+The text comes from `apply_chat_template(..., tokenize=False, add_generation_prompt=False)` and is
+encoded without adding special tokens (the template already holds BOS where the model wants it),
+which is how both the InternLM2 reward code and sequence-classification reward models such as
+Skywork-Reward build their input. InternLM2 reward models score the hidden state at a reward
+token (id 92527) that must end the input exactly once: their HF code appends it, lmdeploy's
+`get_reward_score` and the `/pooling` endpoint do not, so it is appended here for every backend.
+
+Over-long inputs lose whole turns, oldest first, with the same `fit_prompt` as generation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from rgen_harness.chat.budget import ContextTooLong, fit_prompt
+from rgen_harness.chat.protocol import Message
+
+INTERNLM2_REWARD_ARCH = "InternLM2ForRewardModel"
+INTERNLM2_REWARD_TOKEN_ID = 92527
+REWARD_TOKEN = "<|reward|>"
+DEFAULT_MAX_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class Rendered:
+    ids: list[int]
+    dropped_turns: int
+
+
+def reward_token_id(tokenizer, model_config: dict) -> int | None:
+    """The token that must end the input, or None for models that pool the last token as is."""
+    if INTERNLM2_REWARD_ARCH not in (model_config.get("architectures") or []):
+        return None
+    if isinstance(model_config.get("reward_token_id"), int):
+        return model_config["reward_token_id"]
+    vocab_id = tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
+    if isinstance(vocab_id, int) and vocab_id != tokenizer.unk_token_id and vocab_id >= 0:
+        return vocab_id
+    return INTERNLM2_REWARD_TOKEN_ID
+
+
+class RewardRenderer:
+    def __init__(self, tokenizer, model_config: dict, *, max_length: int | None = None) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                f"the reward model's tokenizer ({getattr(tokenizer, 'name_or_path', '?')}) has no "
+                "chat_template; reward models must be given their conversation in their own "
+                "template. Use a reward model that ships one (tokenizer_config.json)."
+            )
+        self.tokenizer = tokenizer
+        self.reward_token_id = reward_token_id(tokenizer, model_config)
+        self.max_length = max_length or _max_length(model_config)
+
+    def render_text(self, messages: list[Message]) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=False
+        )
+
+    def encode(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if self.reward_token_id is not None and (not ids or ids[-1] != self.reward_token_id):
+            ids.append(self.reward_token_id)
+        return ids
+
+    def render(self, history: list[Message], reply: str) -> Rendered:
+        """Token ids of `history` + `reply`; raises ContextTooLong when even the last user turn
+        and the reply alone exceed `max_length`."""
+        fitted = fit_prompt(
+            history,
+            [{"role": "assistant", "content": reply}],
+            render=self.render_text,
+            count_tokens=lambda text: len(self.encode(text)),
+            max_prompt_tokens=self.max_length,
+        )
+        return Rendered(self.encode(fitted.prompt), fitted.dropped_turns)
+
+
+def _max_length(model_config: dict) -> int:
+    for key in ("max_position_embeddings", "n_positions", "seq_length"):
+        value = model_config.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return DEFAULT_MAX_LENGTH
+
+
+def load_tokenizer(path: str, *, revision: str | None, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            path, revision=revision, trust_remote_code=trust_remote_code
+        )
+    except ValueError as e:
+        if "trust_remote_code" in str(e) and not trust_remote_code:
+            raise ValueError(
+                f"the tokenizer of reward model {path!r} needs its own code: add "
+                '"reward_trust_remote_code": true to --metadata.'
+            ) from e
+        raise
+
+
+def load_model_config(path: str, *, revision: str | None) -> dict:
+    from transformers.utils import cached_file
+
+    config_file = cached_file(path, "config.json", revision=revision)
+    with open(config_file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+__all__ = ["ContextTooLong", "Rendered", "RewardRenderer", "reward_token_id"]
