@@ -21,8 +21,11 @@ from typing import Any, Literal, Protocol
 from rgen_harness.chat.protocol import ChatResult, Message
 
 # name -> "module:factory"; factory(metadata: dict) -> ReplyScorer
-SCORER_FACTORIES: dict[str, str] = {}
-DEFAULT_SCORERS: tuple[str, ...] = ()
+SCORER_FACTORIES: dict[str, str] = {
+    "rouge": "rgen_harness.metrics.rouge:build",
+    "similarity": "rgen_harness.metrics.similarity:build",
+}
+DEFAULT_SCORERS: tuple[str, ...] = ("rouge",)
 
 
 @dataclass(frozen=True)

@@ -182,8 +182,7 @@ class LMDeployArgs:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> LMDeployArgs:
-        kwargs = dict(kwargs)
-        kwargs.pop("max_batch_size", None) if kwargs.get("max_batch_size") is None else None
+        kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "pretrained"}
         if "max_length" in kwargs:
             max_length = kwargs.pop("max_length")
             if kwargs.get("session_len") not in (None, max_length):
@@ -356,19 +355,34 @@ def _check_engine_extra(extra: dict[str, Any], backend: Backend) -> dict[str, An
     return dict(extra)
 
 
-@dataclass(frozen=True)
-class GenPlan:
-    """One generate_until request as the engine will see it."""
-
-    gen_config: Any  # lmdeploy.GenerationConfig
-    until: list[str]
-    max_gen_toks: int
+def split_gen_kwargs(
+    gen_kwargs: dict[str, Any], *, default_max_gen_toks: int, eos: str | None
+) -> tuple[list[str], int, dict[str, Any]]:
+    """(until with EOS added, max_gen_toks, the rest) from lm-eval gen_kwargs, whose token
+    limit may be spelt max_gen_toks > max_new_tokens > max_tokens (lm-eval's priority)."""
+    rest = dict(gen_kwargs or {})
+    until = rest.pop("until", None)
+    if until is None:
+        until = []
+    elif isinstance(until, str):
+        until = [until]
+    elif not isinstance(until, (list, tuple)) or not all(isinstance(u, str) for u in until):
+        raise ValueError(f"gen_kwargs until={until!r} must be a string or a list of strings.")
+    until = list(until)
+    if eos and eos not in until:
+        until.append(eos)
+    max_gen_toks = default_max_gen_toks
+    for key in ("max_tokens", "max_new_tokens", "max_gen_toks"):
+        value = rest.pop(key, None)
+        if value is not None:
+            max_gen_toks = _as_int(f"gen_kwargs {key}", value, minimum=1)
+    return until, max_gen_toks, rest
 
 
 def generation_config(
     gen_kwargs: dict[str, Any],
     *,
-    default_max_gen_toks: int,
+    max_gen_toks: int,
     default_seed: int | None,
     single_token_stops: list[str],
 ):
@@ -382,15 +396,13 @@ def generation_config(
     from lmdeploy import GenerationConfig
 
     gen_kwargs = dict(gen_kwargs or {})
-    for key in ("until", "max_gen_toks", "max_new_tokens", "max_tokens"):
-        gen_kwargs.pop(key, None)
     temperature = gen_kwargs.pop("temperature", None)
     do_sample = gen_kwargs.pop("do_sample", None)
     if do_sample is None:
         do_sample = temperature is not None and float(temperature) > 0
     do_sample = _as_bool("do_sample", do_sample)
     values: dict[str, Any] = {
-        "max_new_tokens": default_max_gen_toks,
+        "max_new_tokens": max_gen_toks,
         "do_sample": do_sample,
         "include_stop_str_in_output": True,
         "skip_special_tokens": True,

@@ -34,15 +34,15 @@ class RewardConfig:
     revision: str | None = None
     """Hub revision (branch, tag or commit) of `model`."""
     backend: Backend = "auto"
-    """auto: lmdeploy for InternLM2/Qwen2 reward models when CUDA and lmdeploy are present, else hf."""
+    """auto: lmdeploy for InternLM2/Qwen2 reward models if CUDA and lmdeploy are there, else hf."""
     tp: int = 1
     """Tensor parallel GPUs for the lmdeploy backend."""
     url: str | None = None
     """Base URL of an `lmdeploy serve api_server` reward model (server backend)."""
     server_model: str | None = None
     """Model name sent in /pooling requests (default: the server's own)."""
-    batch_size: int = 8
-    """Replies per forward pass (hf) or per request (lmdeploy, server)."""
+    batch_size: int | None = None
+    """Inputs per forward pass (hf, default 8) or per engine call / request (default 64)."""
     batch_tokens: int = 65536
     """Upper bound on padded tokens per batch (hf); a longer single reply still runs alone."""
     max_length: int | None = None
@@ -105,7 +105,7 @@ class RewardConfig:
         if not str(self.model).strip():
             raise bad("model", "give a hub id or a local folder of a reward model")
         for name in ("tp", "batch_size", "batch_tokens"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
         if self.max_length is not None and self.max_length < 2:
             raise bad("max_length", "must be >= 2 tokens (or leave it unset)")

@@ -1,0 +1,69 @@
+"""On-disk reward cache: (model key, sha256 of the exact token ids) -> score, in SQLite.
+
+Scores are written after every batch, so an interrupted run keeps what it finished and a
+repeated run (another generator, a rescoring, the reference replies) never scores an input
+twice. Only finite scores are stored: a failure is retried next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS scores ("
+    " model TEXT NOT NULL, ids_sha256 TEXT NOT NULL, n_tokens INTEGER NOT NULL,"
+    " score REAL NOT NULL, PRIMARY KEY (model, ids_sha256))"
+)
+
+
+def ids_digest(ids: list[int]) -> str:
+    return hashlib.sha256(",".join(map(str, ids)).encode("ascii")).hexdigest()
+
+
+class ScoreCache:
+    """`ScoreCache(None, key)` is a cache that stores nothing."""
+
+    def __init__(self, folder: Path | None, model_key: str) -> None:
+        self.model_key = model_key
+        self.path = None if folder is None else Path(folder) / "scores.sqlite"
+        self._db = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(SCHEMA)
+            self._db.commit()
+
+    def get_many(self, digests: Iterable[str]) -> dict[str, float]:
+        if self._db is None:
+            return {}
+        digests = list(dict.fromkeys(digests))
+        found: dict[str, float] = {}
+        for start in range(0, len(digests), 500):
+            chunk = digests[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT ids_sha256, score FROM scores WHERE model = ? AND ids_sha256 IN ({marks})",
+                [self.model_key, *chunk],
+            )
+            found.update(rows.fetchall())
+        return found
+
+    def put_many(self, entries: Iterable[tuple[str, int, float]]) -> None:
+        """entries: (digest, n_tokens, score); non-finite scores are not stored."""
+        if self._db is None:
+            return
+        rows = [
+            (self.model_key, d, n, float(s)) for d, n, s in entries if math.isfinite(float(s))
+        ]
+        self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", rows)
+        self._db.commit()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,313 @@
+"""The `reward` reply scorer: every reply of a task (and its reference) scored in one batched pass.
+
+Per reply it reports `reward` (NaN when not scored), `reference_reward` (the dataset's reply for
+the same history), `reward_failed` (1: empty reply, NaN/inf score, engine or HTTP error),
+`reward_too_long` (1: even the last user turn and the reply exceed the reward model's length),
+`reward_dropped_turns` and `reward_n` (1 when scored). Replies whose generation was skipped or
+failed are not scored and not counted here (the `skipped` / `failed` metrics count them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rgen_harness.metrics.reward.backends import BackendError, RewardBackend
+from rgen_harness.metrics.reward.batching import length_sorted_batches
+from rgen_harness.metrics.reward.cache import ScoreCache, ids_digest
+from rgen_harness.metrics.reward.config import RewardConfig
+from rgen_harness.metrics.reward.render import (
+    ContextTooLong,
+    RewardRenderer,
+    load_model_config,
+    load_tokenizer,
+)
+from rgen_harness.metrics.reward.source import ModelSource, resolve
+from rgen_harness.metrics.scorers import MetricSpec, ScoredItem
+
+log = logging.getLogger(__name__)
+NAN = math.nan
+
+REPLY_METRICS = (
+    MetricSpec("reward", "nanmean", True),
+    MetricSpec("reward_n", "sum", True),
+    MetricSpec("reward_failed", "sum", False),
+    MetricSpec("reward_too_long", "sum", False),
+    MetricSpec("reward_dropped_turns", "nanmean", False),
+)
+REFERENCE_METRIC = MetricSpec("reference_reward", "nanmean", True)
+DEFAULT_BATCH_SIZE = {"hf": 8, "lmdeploy": 64, "server": 64}
+
+# Loaded models are shared by every scorer of the process (deita_qr and deita_qcr load once).
+_LOADED: dict[tuple, Any] = {}
+
+
+@dataclass
+class _Job:
+    ids: list[int]
+    digest: str
+
+
+def from_metadata(metadata: dict[str, Any]) -> RewardScorer:
+    """Factory named in SCORER_FACTORIES: validates the `reward_*` keys and checks, cheaply,
+    that the model and backend can be reached, so a bad setting fails before generation."""
+    config = RewardConfig.from_metadata(metadata)
+    return RewardScorer(preflight(config))
+
+
+def preflight(config: RewardConfig) -> RewardConfig:
+    """The config with `backend` resolved and the model's location checked."""
+    source = resolve(config)
+    backend = config.backend
+    if backend == "server":
+        from rgen_harness.metrics.reward.backends.server import check_reachable
+
+        check_reachable(config.url)
+        return config
+    model_config = source.config or load_model_config(source.path, revision=config.revision)
+    archs = model_config.get("architectures") or []
+    from rgen_harness.metrics.reward.backends.lmdeploy import INSTALL_HINT, SUPPORTED_ARCHS
+
+    if backend == "auto":
+        backend = "lmdeploy" if set(archs) & set(SUPPORTED_ARCHS) and _lmdeploy_usable() else "hf"
+    if backend == "lmdeploy":
+        if not set(archs) & set(SUPPORTED_ARCHS):
+            raise ValueError(
+                f"reward_backend lmdeploy supports {', '.join(SUPPORTED_ARCHS)}; "
+                f"{config.model} is {archs or 'of unknown architecture'}. Use reward_backend hf."
+            )
+        if importlib.util.find_spec("lmdeploy") is None:
+            raise ImportError(f"reward_backend lmdeploy needs lmdeploy: {INSTALL_HINT}")
+        if not _cuda():
+            raise RuntimeError(
+                "reward_backend lmdeploy needs a CUDA GPU (lmdeploy cannot run on the CPU); "
+                "use reward_backend hf, or server with a reward server elsewhere."
+            )
+        if config.dtype == "float32":
+            raise ValueError("lmdeploy runs bfloat16/float16 only: set reward_dtype auto.")
+    if backend == "hf" and config.device.startswith("cuda") and not _cuda():
+        raise RuntimeError(f"reward_device={config.device!r} but CUDA is not available.")
+    return replace(config, backend=backend)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _lmdeploy_usable() -> bool:
+    return importlib.util.find_spec("lmdeploy") is not None and _cuda()
+
+
+class RewardScorer:
+    name = "reward"
+
+    def __init__(self, config: RewardConfig, *, backend: RewardBackend | None = None) -> None:
+        """`config.backend` must be resolved (see `preflight`); `backend` overrides the one the
+        config names (same interface), e.g. to reuse a loaded model."""
+        if config.backend == "auto":
+            raise ValueError("RewardScorer needs a resolved backend: pass preflight(config)")
+        self.config = config
+        self._backend = backend
+        self._source: ModelSource | None = None
+        self._renderer: RewardRenderer | None = None
+        self.stats: Counter = Counter()
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        return REPLY_METRICS + ((REFERENCE_METRIC,) if self.config.reference else ())
+
+    # -- lazy loading ---------------------------------------------------------------------
+    @property
+    def source(self) -> ModelSource:
+        if self._source is None:
+            self._source = resolve(self.config, check_hub=False)
+        return self._source
+
+    @property
+    def renderer(self) -> RewardRenderer:
+        if self._renderer is None:
+            cfg, src = self.config, self.source
+            key = ("renderer", src.key, cfg.max_length)
+            if key not in _LOADED:
+                tokenizer = load_tokenizer(
+                    src.path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+                )
+                model_config = src.config or load_model_config(src.path, revision=cfg.revision)
+                _LOADED[key] = RewardRenderer(
+                    tokenizer, model_config, max_length=cfg.max_length
+                )
+            self._renderer = _LOADED[key]
+        return self._renderer
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size or DEFAULT_BATCH_SIZE[self.config.backend]
+
+    @property
+    def cache_key(self) -> str:
+        cfg = self.config
+        if cfg.backend == "hf":
+            from rgen_harness.metrics.reward.backends.hf import resolve_device, resolve_dtype
+
+            device = resolve_device(cfg.device)
+            numerics = f"{str(resolve_dtype(cfg.dtype, device))}@{device.split(':')[0]}"
+        else:
+            numerics = cfg.dtype
+        return f"{self.source.key}|{cfg.backend}|{numerics}"
+
+    def backend(self) -> RewardBackend:
+        if self._backend is None:
+            cfg = self.config
+            key = ("backend", self.cache_key, cfg.tp, cfg.url, cfg.server_model, cfg.device)
+            if key not in _LOADED:
+                _LOADED[key] = self._load_backend()
+            self._backend = _LOADED[key]
+        return self._backend
+
+    def _load_backend(self) -> RewardBackend:
+        cfg, src = self.config, self.source
+        if cfg.backend == "server":
+            from rgen_harness.metrics.reward.backends.server import ServerRewardBackend
+
+            return ServerRewardBackend(
+                cfg.url, model=cfg.server_model, timeout=cfg.timeout, retries=cfg.retries
+            )
+        if cfg.backend == "lmdeploy":
+            from rgen_harness.metrics.reward.backends.lmdeploy import LMDeployRewardBackend
+
+            return LMDeployRewardBackend(
+                src.path,
+                revision=cfg.revision,
+                tp=cfg.tp,
+                max_length=self.renderer.max_length,
+                dtype=cfg.dtype,
+                trust_remote_code=cfg.trust_remote_code,
+                batch_size=self.batch_size,
+            )
+        from rgen_harness.metrics.reward.backends.hf import HFRewardBackend
+
+        return HFRewardBackend(
+            src.path,
+            model_config=src.config or load_model_config(src.path, revision=cfg.revision),
+            revision=cfg.revision,
+            dtype=cfg.dtype,
+            device=cfg.device,
+            trust_remote_code=cfg.trust_remote_code,
+        )
+
+    # -- scoring --------------------------------------------------------------------------
+    def score(self, items: list[ScoredItem]) -> list[dict[str, float]]:
+        rows: list[dict[str, float]] = []
+        reply_jobs: list[_Job | None] = []
+        ref_jobs: list[_Job | None] = []
+        reasons: Counter = Counter()
+        for item in items:
+            row = {spec.name: NAN for spec in self.metrics}
+            row.update(reward_n=0.0, reward_failed=0.0, reward_too_long=0.0)
+            job = None
+            if item.result.status == "ok":
+                job = self._reply_job(item, row, reasons)
+            reply_jobs.append(job)
+            ref_jobs.append(self._reference_job(item, reasons) if self.config.reference else None)
+            rows.append(row)
+
+        jobs = {j.digest: j.ids for j in reply_jobs + ref_jobs if j is not None}
+        task = items[0].task if items else ""
+        scores = self.score_ids(jobs, desc=f"reward {task}".strip())
+
+        for row, reply, ref in zip(rows, reply_jobs, ref_jobs, strict=True):
+            if reply is not None:
+                value = scores.get(reply.digest, NAN)
+                if math.isfinite(value):
+                    row["reward"], row["reward_n"] = value, 1.0
+                else:
+                    row["reward_failed"], row["reward_dropped_turns"] = 1.0, NAN
+                    reasons["no finite score (engine/HTTP error or NaN/inf)"] += 1
+            if ref is not None:
+                value = scores.get(ref.digest, NAN)
+                row["reference_reward"] = value if math.isfinite(value) else NAN
+                if not math.isfinite(value):
+                    reasons["reference reply not scored"] += 1
+        self._log_summary(task, rows, reasons)
+        return rows
+
+    def _reply_job(self, item: ScoredItem, row: dict, reasons: Counter) -> _Job | None:
+        reply = item.reply
+        if not reply.strip():
+            row["reward_failed"] = 1.0
+            reasons["empty reply"] += 1
+            return None
+        try:
+            rendered = self.renderer.render(item.history, reply)
+        except ContextTooLong:
+            row["reward_too_long"] = 1.0
+            reasons["too long for the reward model"] += 1
+            return None
+        except Exception as e:  # a template that rejects this conversation
+            row["reward_failed"] = 1.0
+            reasons[f"render error: {type(e).__name__}"] += 1
+            log.warning("reward: cannot render doc %s: %s", item.doc.get("id"), e)
+            return None
+        row["reward_dropped_turns"] = float(rendered.dropped_turns)
+        return _Job(rendered.ids, ids_digest(rendered.ids))
+
+    def _reference_job(self, item: ScoredItem, reasons: Counter) -> _Job | None:
+        reference = item.doc.get("reference")
+        if not isinstance(reference, str) or not reference.strip() or not item.history:
+            return None
+        try:
+            rendered = self.renderer.render(item.history, reference)
+        except Exception:
+            reasons["reference reply not scored"] += 1
+            return None
+        return _Job(rendered.ids, ids_digest(rendered.ids))
+
+    def score_ids(self, jobs: dict[str, list[int]], *, desc: str = "reward") -> dict[str, float]:
+        """digest -> score for every input: cached ones read back, the rest scored in
+        length-sorted batches (written to the cache after each batch); NaN when a batch fails."""
+        from tqdm.auto import tqdm
+
+        cache = ScoreCache(self.config.cache_dir, self.cache_key) if jobs else None
+        try:
+            scores = cache.get_many(jobs) if cache else {}
+            self.stats["cache_hits"] += len(scores)
+            todo = [d for d in jobs if d not in scores]
+            if not todo:
+                return scores
+            backend = self.backend()
+            batches = length_sorted_batches(
+                [len(jobs[d]) for d in todo],
+                batch_size=self.batch_size,
+                batch_tokens=self.config.batch_tokens,
+            )
+            with tqdm(total=len(todo), desc=desc, unit="input") as bar:
+                for batch in batches:
+                    digests = [todo[i] for i in batch]
+                    try:
+                        values = backend.score([jobs[d] for d in digests])
+                        if len(values) != len(digests):
+                            raise BackendError(f"{len(values)} scores for {len(digests)} inputs")
+                    except BackendError as e:
+                        log.warning("reward: a batch of %d failed: %s", len(digests), e)
+                        values = [NAN] * len(digests)
+                    self.stats["batches"] += 1
+                    self.stats["inputs_scored"] += len(digests)
+                    scores.update(zip(digests, values, strict=True))
+                    cache.put_many((d, len(jobs[d]), v) for d, v in zip(digests, values, strict=True))
+                    bar.update(len(digests))
+            return scores
+        finally:
+            if cache is not None:
+                cache.close()
+
+    def _log_summary(self, task: str, rows: list[dict], reasons: Counter) -> None:
+        scored = int(sum(r["reward_n"] for r in rows))
+        log.info("reward %s: %d of %d replies scored", task, scored, len(rows))
+        for reason, count in reasons.items():
+            log.warning("reward %s: %d x %s", task, count, reason)

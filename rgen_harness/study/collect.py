@@ -1,0 +1,240 @@
+"""Reading lm-eval output folders back: results_*.json and samples_<task>_*.jsonl.
+
+Works on a study folder (models named by `study.json` and `runs/<model>/`) and on any folder of
+plain `lm_eval --output_path` runs (models grouped by the results' model name and model_args).
+The newest results file wins for each task. Missing files, unreadable lines and missing keys
+never crash the report: they are counted in `problems` and the affected numbers show as n/a.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEITA_MODES = {"deita_qr": "qr", "deita_qcr": "qcr"}
+SAMPLE_FIELDS = (
+    "reward",
+    "reference_reward",
+    "reward_failed",
+    "reply_chars",
+    "reply_tokens",
+    "criteria_chars",
+    "dropped_turns",
+    "skipped",
+    "failed",
+    "rouge1_f",
+    "rouge2_f",
+    "rougeL_f",
+    "similarity",
+)
+_TS_RE = re.compile(r"results_(.+)\.json$")
+
+
+@dataclass
+class SampleRow:
+    """The per-reply numbers of one logged sample (NaN where the key is missing)."""
+
+    doc_id: int
+    conv_id: str
+    status: str  # ok | skipped | failed | unknown
+    values: dict[str, float]
+    gen_tokens: float  # tokens generated over all rounds (NaN when unknown)
+
+    def get(self, key: str) -> float:
+        return self.values.get(key, math.nan)
+
+
+@dataclass
+class TaskResult:
+    task: str
+    metrics: dict[str, Any]  # results[task] from the results JSON
+    results_file: Path
+    run_info: dict[str, Any]  # top-level keys of the results JSON (config, timing, env ...)
+    samples: list[SampleRow] | None = None  # deita tasks only
+
+    @property
+    def wall_s(self) -> float:
+        return _num(self.run_info.get("total_evaluation_time_seconds"))
+
+
+@dataclass
+class ModelResults:
+    name: str
+    lora: str | None = None
+    model_type: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+
+    def mode(self, mode: str) -> TaskResult | None:
+        for task, m in DEITA_MODES.items():
+            if m == mode and task in self.tasks:
+                return self.tasks[task]
+        return None
+
+
+@dataclass
+class Collection:
+    root: Path
+    models: list[ModelResults]
+    study: dict[str, Any] | None  # study.json when the folder is a study
+    subset: dict[str, Any] | None
+    problems: list[str] = field(default_factory=list)
+
+
+def _num(value: Any) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def _read_json(path: Path, problems: list[str]) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        problems.append(f"{path}: unreadable ({e})")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path}: not a JSON object")
+        return None
+    return data
+
+
+def _timestamp(path: Path) -> str:
+    m = _TS_RE.search(path.name)
+    return m.group(1) if m else ""
+
+
+def lora_label(model_args: dict[str, Any]) -> str | None:
+    """A LoRA label from lm-eval model_args: hf `peft=<path>`, lmdeploy `adapters=...`."""
+    for key in ("peft", "lora", "adapters", "adapter"):
+        value = model_args.get(key)
+        if value:
+            if isinstance(value, dict):
+                return ",".join(str(k) for k in value)
+            return Path(str(value).rstrip("/")).name or str(value)
+    return None
+
+
+def read_samples(path: Path, problems: list[str]) -> list[SampleRow]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(_sample_row(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, ValueError, KeyError) as e:
+                problems.append(f"{path}:{lineno}: unreadable sample ({e}); left out")
+    return rows
+
+
+def _sample_row(data: dict) -> SampleRow:
+    doc = data.get("doc") or {}
+    conv_id = str(doc.get("id", data.get("doc_id")))
+    values = {k: _num(data[k]) for k in SAMPLE_FIELDS if k in data}
+    status, gen_tokens = "unknown", math.nan
+    chat = _chat_result(data)
+    if chat is not None:
+        status = str(chat.get("status", "unknown"))
+        toks = [r.get("reply_tokens") for r in chat.get("rounds", []) if isinstance(r, dict)]
+        if toks and all(isinstance(t, (int, float)) for t in toks):
+            gen_tokens = float(sum(toks))
+    return SampleRow(int(data.get("doc_id", -1)), conv_id, status, values, gen_tokens)
+
+
+def _chat_result(data: dict) -> dict | None:
+    """The ChatResult JSON in filtered_resps (or resps), however lm-eval nested it."""
+    for key in ("filtered_resps", "resps"):
+        value = data.get(key)
+        while isinstance(value, list) and value:
+            value = value[0]
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(parsed, dict) and "status" in parsed:
+                return parsed
+    return None
+
+
+def collect(root: str | Path) -> Collection:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root} is not a folder. Give a study folder (e.g. studies/<name>) or an "
+            "lm_eval --output_path folder."
+        )
+    problems: list[str] = []
+    study = _read_json(root / "study.json", problems) if (root / "study.json").is_file() else None
+    subset = _read_json(root / "subset.json", problems) if (root / "subset.json").is_file() else None
+    models: dict[str, ModelResults] = {}
+    if study is not None:
+        for spec in study.get("models", []):
+            models[spec["name"]] = ModelResults(
+                name=spec["name"],
+                lora=spec.get("lora") or lora_label(spec.get("model_args") or {}),
+                model_type=spec.get("model"),
+                model_args=spec.get("model_args") or {},
+            )
+    newest: dict[tuple[str, str], tuple[str, Path]] = {}
+    for path in sorted(root.rglob("results_*.json")):
+        data = _read_json(path, problems)
+        if data is None:
+            continue
+        model = _model_for(path, root, data, models, study is not None)
+        if model is None:
+            problems.append(f"{path}: not under runs/<model>/ of a study model; left out")
+            continue
+        for task in data.get("results", {}):
+            key = (model.name, task)
+            ts = _timestamp(path)
+            if key not in newest or ts > newest[key][0]:
+                newest[key] = (ts, path)
+    cache: dict[Path, dict] = {}
+    for (model_name, task), (ts, path) in sorted(newest.items()):
+        data = cache.setdefault(path, _read_json(path, problems) or {})
+        info = {k: v for k, v in data.items() if k not in ("results", "configs", "samples")}
+        result = TaskResult(task, data["results"][task], path, info)
+        if task in DEITA_MODES:
+            samples_path = path.parent / f"samples_{task}_{ts}.jsonl"
+            if samples_path.is_file():
+                result.samples = read_samples(samples_path, problems)
+            else:
+                problems.append(
+                    f"{path}: no {samples_path.name} beside it (run with --log_samples); "
+                    f"per-conversation statistics for {model_name}/{task} are n/a"
+                )
+        models[model_name].tasks[task] = result
+    return Collection(root, list(models.values()), study, subset, problems)
+
+
+def _model_for(path, root, data, models, is_study) -> ModelResults | None:
+    config = data.get("config") or {}
+    args = config.get("model_args")
+    args = args if isinstance(args, dict) else {}
+    if is_study:
+        parts = path.relative_to(root).parts
+        if len(parts) >= 2 and parts[0] == "runs" and parts[1] in models:
+            return models[parts[1]]
+        return None
+    name = str(data.get("model_name") or args.get("pretrained") or path.parent.name)
+    lora = lora_label(args)
+    key = f"{name} + {lora}" if lora else name
+    if key not in models:
+        models[key] = ModelResults(key, lora, config.get("model"), args)
+    return models[key]

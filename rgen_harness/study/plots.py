@@ -1,0 +1,185 @@
+"""PNG plots of the report (matplotlib, Agg backend: no display needed).
+
+Reward plots are drawn only when some reply has a reward; the reply-length plot whenever
+samples exist. Each function returns the file it wrote, or None when there was nothing to draw.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from rgen_harness.study.collect import ModelResults
+from rgen_harness.study.summary import MODES, ReportSettings
+
+COLORS = {"qr": "#4C72B0", "qcr": "#DD8452"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(row: dict) -> str:
+    return f"{row['model']} (LoRA: {row['lora']})" if row.get("lora") else row["model"]
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def reward_by_mode(rows: list[dict], out: Path, s: ReportSettings) -> Path | None:
+    if not any(r[m] and _finite(r[m]["reward"]["value"]) for r in rows for m in MODES):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(rows) + 2), 4))
+    width = 0.38
+    for j, mode in enumerate(MODES):
+        xs, ys, errs = [], [], [[], []]
+        for i, r in enumerate(rows):
+            est = r[mode]["reward"] if r[mode] else None
+            if est is None or not _finite(est["value"]):
+                continue
+            xs.append(i + (j - 0.5) * width)
+            ys.append(est["value"])
+            lo, hi = est["low"], est["high"]
+            errs[0].append(est["value"] - lo if _finite(lo) else 0)
+            errs[1].append(hi - est["value"] if _finite(hi) else 0)
+        ax.bar(xs, ys, width, yerr=errs, capsize=3, label=mode.upper(), color=COLORS[mode])
+    ax.set_xticks(range(len(rows)), [_label(r) for r in rows], rotation=20, ha="right")
+    ax.set_ylabel("mean reward")
+    ax.set_title(f"Mean reward by mode ({s.percent} bootstrap intervals)")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.legend()
+    return _save(fig, out / "reward_by_mode.png")
+
+
+def paired_difference(rows: list[dict], out: Path, s: ReportSettings) -> Path | None:
+    if not any(_finite(r["paired"]["diff"]["value"]) for r in rows):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 1 + 0.7 * len(rows)))
+    for i, r in enumerate(rows):
+        for off, est, color, name in (
+            (-0.15, r["paired"]["diff"], "#4C72B0", "QCR - QR"),
+            (0.15, r["length_controlled"]["diff"], "#55A868", "length-controlled"),
+        ):
+            if not _finite(est["value"]):
+                continue
+            lo = est["low"] if _finite(est["low"]) else est["value"]
+            hi = est["high"] if _finite(est["high"]) else est["value"]
+            ax.errorbar(
+                est["value"],
+                i + off,
+                xerr=[[est["value"] - lo], [hi - est["value"]]],
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=name if i == 0 else None,
+            )
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [_label(r) for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("reward difference QCR - QR (paired by conversation)")
+    ax.set_title(f"Paired difference, {s.percent} paired bootstrap intervals")
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, out / "paired_difference.png")
+
+
+def win_tie_loss(rows: list[dict], out: Path) -> Path | None:
+    rows = [r for r in rows if r["paired"]["diff"]["n"]]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 1 + 0.6 * len(rows)))
+    for i, r in enumerate(rows):
+        p = r["paired"]
+        left = 0.0
+        for key, color, name in (
+            ("win_rate", "#55A868", "QCR wins"),
+            ("tie_rate", "#BBBBBB", "tie"),
+            ("loss_rate", "#C44E52", "QR wins"),
+        ):
+            ax.barh(i, p[key], left=left, color=color, label=name if i == 0 else None)
+            left += p[key]
+    ax.set_yticks(range(len(rows)), [_label(r) for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of conversations")
+    ax.set_title("QCR vs QR per conversation (reward)")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, out / "win_tie_loss.png")
+
+
+def reply_length(models: list[ModelResults], out: Path) -> Path | None:
+    data, labels, colors = [], [], []
+    for m in models:
+        for mode in MODES:
+            r = m.mode(mode)
+            if r is None or not r.samples:
+                continue
+            values = [row.get("reply_chars") for row in r.samples]
+            values = [v for v in values if math.isfinite(v)]
+            if values:
+                data.append(values)
+                labels.append(f"{m.name}\n{mode.upper()}")
+                colors.append(COLORS[mode])
+    if not data:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(data) + 2), 4))
+    parts = ax.boxplot(data, patch_artist=True)
+    for patch, color in zip(parts["boxes"], colors, strict=True):
+        patch.set_facecolor(color)
+    ax.set_xticks(range(1, len(data) + 1), labels, fontsize=8)
+    ax.set_ylabel("final reply length (characters)")
+    ax.set_title("Reply length by model and mode")
+    return _save(fig, out / "reply_length.png")
+
+
+def reward_vs_length(models: list[ModelResults], out: Path) -> Path | None:
+    points = {mode: ([], []) for mode in MODES}
+    for m in models:
+        for mode in MODES:
+            r = m.mode(mode)
+            for row in (r.samples or []) if r else []:
+                x, y = row.get("reply_chars"), row.get("reward")
+                if math.isfinite(x) and math.isfinite(y):
+                    points[mode][0].append(math.log1p(x))
+                    points[mode][1].append(y)
+    if not any(xs for xs, _ in points.values()):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode, (xs, ys) in points.items():
+        ax.scatter(xs, ys, s=8, alpha=0.5, label=mode.upper(), color=COLORS[mode])
+    ax.set_xlabel("log(1 + reply characters)")
+    ax.set_ylabel("reward")
+    ax.set_title("Reward vs reply length (all models)")
+    ax.legend()
+    return _save(fig, out / "reward_vs_length.png")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def draw_all(rows: list[dict], models: list[ModelResults], out: Path, s: ReportSettings):
+    drawn = [
+        reward_by_mode(rows, out, s),
+        paired_difference(rows, out, s),
+        win_tie_loss(rows, out),
+        reply_length(models, out),
+        reward_vs_length(models, out),
+    ]
+    return [p for p in drawn if p is not None]

@@ -1,0 +1,340 @@
+"""Runs a study: every model through the real `lm_eval` command line, one model at a time.
+
+Layout of a study folder (`output_dir`, default `studies/<name>`):
+
+    study.json                     the resolved config (the report reads labels from it)
+    subset.json                    the seeded conversation indices, when `subset` is set
+    runs/<model>/<run>/            lm-eval `--output_path` (results_*.json, samples_*.jsonl)
+    runs/<model>/<run>/run.json    the settings the run was started with (its fingerprint)
+    runs/<model>/<run>/lm_eval.log everything lm_eval printed
+    cache/<model>/<run>_rank0.db   lm-eval `--use_cache` (generations, reused on resume)
+
+`<run>` is `deita` (the QR/QCR tasks) or `bench-<n>` (standard benchmarks that share options).
+Each run is one `lm_eval` subprocess, so GPU memory is freed between models. A run whose results
+cover all its tasks is skipped; an interrupted one starts again and reuses cached generations
+(and the reward scorer's own cache). A run started with different settings is never mixed with
+new ones: the study stops and says which folder to delete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rgen_harness.study.config import BenchmarkSpec, ModelSpec, StudyConfig, StudyConfigError
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+STUDY_FILE = "study.json"
+SUBSET_FILE = "subset.json"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One `lm_eval` invocation for one model."""
+
+    model: ModelSpec
+    key: str  # "deita" or "bench-<n>"
+    tasks: tuple[str, ...]
+    settings: dict  # everything that determines the results (the fingerprint)
+    argv: tuple[str, ...]
+    out_dir: Path
+    cache: Path
+
+    @property
+    def fingerprint(self) -> str:
+        text = json.dumps(self.settings, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.name}/{self.key}"
+
+    def shell_command(self) -> str:
+        import shlex
+
+        return "lm_eval " + " ".join(shlex.quote(a) for a in self.argv[3:])
+
+
+def finished_tasks(out_dir: Path) -> set[str]:
+    """Task (and group) names that have results in any results_*.json under `out_dir`."""
+    done: set[str] = set()
+    for path in out_dir.rglob("results_*.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            log.warning("ignoring unreadable results file %s", path)
+            continue
+        done |= set(data.get("results", {})) | set(data.get("group_subtasks", {}))
+    return done
+
+
+def run_state(run: PlannedRun) -> str:
+    """'done', 'partial' (started, not finished) or 'new'. Raises if settings changed."""
+    record = run.out_dir / RUN_FILE
+    if not record.is_file():
+        return "new"
+    saved = json.loads(record.read_text(encoding="utf-8"))
+    if saved.get("fingerprint") != run.fingerprint:
+        changed = sorted(
+            k
+            for k in set(saved.get("settings", {})) | set(run.settings)
+            if saved.get("settings", {}).get(k) != run.settings.get(k)
+        )
+        raise StudyConfigError(
+            f"{run.out_dir} was run with different settings (changed: {', '.join(changed)}). "
+            f"Delete that folder to run {run.label} again with the new settings, or restore the "
+            "config (a study never mixes results from different settings)."
+        )
+    return "done" if set(run.tasks) <= finished_tasks(run.out_dir) else "partial"
+
+
+# -- planning -----------------------------------------------------------------------------------
+
+
+def subset_indices(config: StudyConfig) -> dict | None:
+    """The seeded subset: `size` of the dataset's row indices (sorted), with their ids."""
+    if config.subset is None:
+        return None
+    import numpy as np
+
+    from rgen_harness.data.deita import DeitaSource, normalise_row, read_rows
+
+    source = DeitaSource.from_metadata(config.task_metadata())
+    rows = read_rows(source)
+    n = len(rows)
+    size = min(config.subset.size, n)
+    if size < config.subset.size:
+        log.warning("subset.size=%d but the data has %d rows: using all", config.subset.size, n)
+    rng = np.random.default_rng(config.subset.seed)
+    indices = sorted(int(i) for i in rng.choice(n, size=size, replace=False))
+    return {
+        "size": size,
+        "seed": config.subset.seed,
+        "n_rows": n,
+        "data": source.describe(),
+        "method": "numpy.random.default_rng(seed).choice(n_rows, size, replace=False), sorted",
+        "indices": indices,
+        "ids": [normalise_row(rows[i], i)["id"] for i in indices],
+    }
+
+
+def plan_runs(config: StudyConfig, subset: dict | None = None) -> list[PlannedRun]:
+    runs = []
+    study_dir = config.study_dir
+    for model in config.models:
+        runs.append(_deita_run(config, model, subset, study_dir))
+        for i, group in enumerate(_benchmark_groups(config.benchmarks)):
+            runs.append(_benchmark_run(config, model, group, f"bench-{i + 1}", study_dir))
+    return runs
+
+
+def _common(config: StudyConfig, model: ModelSpec) -> tuple[list[str], dict]:
+    argv = ["--model", model.model, "--model_args", json.dumps(model.model_args)]
+    settings: dict = {"model": model.model, "model_args": model.model_args}
+    device = model.device or config.device
+    batch_size = model.batch_size or config.batch_size
+    if device:
+        argv += ["--device", device]
+        settings["device"] = device
+    if batch_size:
+        argv += ["--batch_size", batch_size]
+        settings["batch_size"] = batch_size
+    return argv, settings
+
+
+def _finish(model, key, tasks, argv, settings, config, study_dir) -> PlannedRun:
+    out_dir = study_dir / "runs" / model.name / key
+    cache = study_dir / "cache" / model.name / key
+    argv = [
+        *argv,
+        "--tasks",
+        ",".join(tasks),
+        "--log_samples",
+        "--output_path",
+        str(out_dir),
+        "--use_cache",
+        str(cache),
+        "--bootstrap_iters",
+        str(config.bootstrap_iters),
+    ]
+    settings = {**settings, "tasks": list(tasks), "bootstrap_iters": config.bootstrap_iters}
+    full = (sys.executable, "-m", "lm_eval", *argv)
+    return PlannedRun(model, key, tuple(tasks), settings, full, out_dir, cache)
+
+
+def _deita_run(config, model, subset, study_dir) -> PlannedRun:
+    argv, settings = _common(config, model)
+    metadata = config.task_metadata()
+    argv += ["--metadata", json.dumps(metadata, ensure_ascii=False)]
+    settings["metadata"] = metadata
+    gen = config.gen_kwargs()
+    if gen:
+        argv += ["--gen_kwargs", json.dumps(gen)]
+        settings["gen_kwargs"] = gen
+    if config.limit is not None:
+        argv += ["--limit", str(config.limit)]
+        settings["limit"] = config.limit
+    if subset is not None:
+        samples = {task: subset["indices"] for task in config.tasks}
+        argv += ["--samples", json.dumps(samples)]
+        settings["samples"] = samples
+    return _finish(model, "deita", config.tasks, argv, settings, config, study_dir)
+
+
+def _benchmark_groups(benchmarks: tuple[BenchmarkSpec, ...]) -> list[list[BenchmarkSpec]]:
+    """Benchmarks that share lm-eval options run in one process (one model load)."""
+    groups: dict[tuple, list[BenchmarkSpec]] = {}
+    for b in benchmarks:
+        groups.setdefault((b.num_fewshot, b.limit, b.apply_chat_template), []).append(b)
+    return list(groups.values())
+
+
+def _benchmark_run(config, model, group, key, study_dir) -> PlannedRun:
+    argv, settings = _common(config, model)
+    first = group[0]
+    if first.num_fewshot is not None:
+        argv += ["--num_fewshot", str(first.num_fewshot)]
+        settings["num_fewshot"] = first.num_fewshot
+    if first.limit is not None:
+        argv += ["--limit", str(first.limit)]
+        settings["limit"] = first.limit
+    if first.apply_chat_template:
+        argv += ["--apply_chat_template"]
+        settings["apply_chat_template"] = True
+    tasks = tuple(b.task for b in group)
+    return _finish(model, key, tasks, argv, settings, config, study_dir)
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyOutcome:
+    done: list[str]
+    skipped: list[str]
+    failed: list[str]
+
+
+def prepare(config: StudyConfig) -> dict | None:
+    """Build declared tiny models, write study.json and subset.json; return the subset."""
+    study_dir = config.study_dir
+    study_dir.mkdir(parents=True, exist_ok=True)
+    if config.tiny_models:
+        from rgen_harness.smoke.tiny_models import build_chat_model, build_reward_model
+
+        for t in config.tiny_models:
+            build = build_chat_model if t.kind == "chat" else build_reward_model
+            build(Path(t.path), arch=t.arch, seed=t.seed)
+    subset = subset_indices(config)
+    if subset is not None:
+        _write_json(study_dir / SUBSET_FILE, subset)
+    _write_json(study_dir / STUDY_FILE, config.to_dict())
+    return subset
+
+
+def run_study(
+    config: StudyConfig,
+    *,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    stream=None,
+) -> StudyOutcome:
+    from tqdm import tqdm
+
+    stream = stream or sys.stdout
+    for name in only or []:
+        config.model(name)  # unknown name -> error with a suggestion
+    subset = prepare(config)
+    runs = [r for r in plan_runs(config, subset) if not only or r.model.name in only]
+    outcome = StudyOutcome([], [], [])
+    states = {r.label: run_state(r) for r in runs}  # checks every fingerprint before any work
+    bar = tqdm(runs, desc=f"study {config.name}", unit="run", file=sys.stderr)
+    for run in bar:
+        bar.set_postfix_str(run.label)
+        state = states[run.label]
+        if state == "done":
+            _say(stream, f"[study] {run.label}: finished earlier, skipped")
+            outcome.skipped.append(run.label)
+            continue
+        verb = "resuming (cached generations are reused)" if state == "partial" else "running"
+        _say(stream, f"[study] {run.label}: {verb}\n$ {run.shell_command()}")
+        if dry_run:
+            continue
+        code = _execute(run, stream)
+        if code == 0 and set(run.tasks) <= finished_tasks(run.out_dir):
+            outcome.done.append(run.label)
+        else:
+            _say(
+                stream,
+                f"[study] {run.label}: FAILED (exit code {code}); see {run.out_dir / 'lm_eval.log'}."
+                " The other models continue; run the study again to retry this one.",
+            )
+            outcome.failed.append(run.label)
+    bar.close()
+    return outcome
+
+
+def _execute(run: PlannedRun, stream) -> int:
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    run.cache.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "fingerprint": run.fingerprint,
+        "settings": run.settings,
+        "command": run.shell_command(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    _write_json(run.out_dir / RUN_FILE, record)
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    start = time.perf_counter()
+    with open(run.out_dir / "lm_eval.log", "ab") as logf:
+        proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        try:
+            assert proc.stdout is not None
+            while chunk := proc.stdout.read1(65536):
+                logf.write(chunk)
+                logf.flush()
+                _write_bytes(stream, chunk)
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            _say(stream, f"\n[study] interrupted during {run.label}; run the same command to resume")
+            raise
+    record.update(wall_s=round(time.perf_counter() - start, 3), returncode=code)
+    _write_json(run.out_dir / RUN_FILE, record)
+    return code
+
+
+def _write_bytes(stream, chunk: bytes) -> None:
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        buffer.write(chunk)
+        buffer.flush()
+    else:
+        stream.write(chunk.decode("utf-8", errors="replace"))
+        stream.flush()
+
+
+def _say(stream, text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
