@@ -12,16 +12,13 @@ own code has run:
 - `lm_eval.api.model`    -> every `LM` gains a default `generate_chat_rounds` method, the
                             multi-round request type of the deita tasks (see `rgen_harness.chat`).
 
-Set `RGEN_HARNESS_DISABLE_HOOK=1` to switch it off; `import rgen_harness.plugin` then does
-the same work by hand (e.g. before calling `lm_eval.simple_evaluate`).
+Set `RGEN_HARNESS_DISABLE_HOOK=1` to switch it off (the .pth line then imports nothing);
+`rgen_harness.plugin.apply()` does the same work by hand. Imports here are kept to modules
+Python has already loaded at start-up; `benchmarks/startup_cost.py` measures the cost.
 """
-
-from __future__ import annotations
 
 import os
 import sys
-from importlib.abc import MetaPathFinder
-from importlib.machinery import PathFinder
 
 DISABLE_ENV = "RGEN_HARNESS_DISABLE_HOOK"
 
@@ -51,8 +48,9 @@ _CALLBACKS = {
 }
 
 
-class _LmEvalFinder(MetaPathFinder):
-    """Finds nothing itself; wraps the real loader of the watched modules."""
+class _LmEvalFinder:
+    """A meta-path finder (duck-typed: importlib.abc costs ~5 ms of imports) that finds nothing
+    itself and wraps the real loader of the watched modules."""
 
     def find_spec(self, fullname, path=None, target=None):
         callback = _CALLBACKS.get(fullname)
@@ -61,6 +59,8 @@ class _LmEvalFinder(MetaPathFinder):
         del _CALLBACKS[fullname]
         if not _CALLBACKS and self in sys.meta_path:
             sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+
         spec = PathFinder.find_spec(fullname, path, target)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "tiny-models")
+COMMANDS = ("demo", "tiny-models", "study", "report")
 
 
 def _module(name: str):

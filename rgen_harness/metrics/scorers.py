@@ -23,9 +23,10 @@ from rgen_harness.chat.protocol import ChatResult, Message
 # name -> "module:factory"; factory(metadata: dict) -> ReplyScorer
 SCORER_FACTORIES: dict[str, str] = {
     "rouge": "rgen_harness.metrics.rouge:build",
+    "reward": "rgen_harness.metrics.reward.scorer:from_metadata",
     "similarity": "rgen_harness.metrics.similarity:build",
 }
-DEFAULT_SCORERS: tuple[str, ...] = ("rouge",)
+DEFAULT_SCORERS: tuple[str, ...] = ("rouge", "reward")
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,9 @@ def create_engine(spec: EngineSpec) -> InferenceEngine:
     engine = factory(spec)
     for name in ("infer", "prompt_logprobs", "close", "backend", "session_len"):
         if not hasattr(engine, name):
-            raise TypeError(f"engine factory {target or 'lmdeploy'} returned an engine without {name}")
+            raise TypeError(
+                f"engine factory {target or 'lmdeploy'} returned an engine without {name}"
+            )
     return register(engine)
 
 
@@ -257,9 +259,8 @@ class LMDeployEngine:
             )
 
         async def gather():
-            return await asyncio.gather(
-                *(one(i, ids, s) for i, (ids, s) in enumerate(zip(input_ids, logprob_start_lens)))
-            )
+            pairs = zip(input_ids, logprob_start_lens, strict=True)
+            return await asyncio.gather(*(one(i, ids, s) for i, (ids, s) in enumerate(pairs)))
 
         try:
             future = asyncio.run_coroutine_threadsafe(gather(), pipe.internal_thread.loop)

@@ -73,9 +73,7 @@ class HFStandInEngine:
             from peft import PeftModel
 
             names = list(self.adapters)
-            model = PeftModel.from_pretrained(
-                model, self.adapters[names[0]], adapter_name=names[0]
-            )
+            model = PeftModel.from_pretrained(model, self.adapters[names[0]], adapter_name=names[0])
             for name in names[1:]:
                 model.load_adapter(self.adapters[name], adapter_name=name)
         self.model = model.eval()
@@ -126,9 +124,8 @@ class HFStandInEngine:
 
     def _admission_error(self, idx: int, text: str, ids: list[int]):
         if self.fail is not None and self.fail.search(text):
-            return self._error(
-                idx, len(ids), "internal_error", f"injected failure ({FAIL_ENV}={self.fail.pattern})"
-            )
+            message = f"injected failure ({FAIL_ENV}={self.fail.pattern})"
+            return self._error(idx, len(ids), "internal_error", message)
         if len(ids) >= self.session_len:
             return self._error(
                 idx,
@@ -182,8 +179,9 @@ class HFStandInEngine:
             raise ValueError(f"{len(prompts)} prompts but {len(configs)} gen_configs")
         out = []
         with self._adapter(adapter_name):
+            items = list(zip(prompts, configs, strict=True))
             for idx, (prompt, cfg) in enumerate(
-                tqdm(list(zip(prompts, configs)), desc="stand-in infer", disable=not use_tqdm)
+                tqdm(items, desc="stand-in infer", disable=not use_tqdm)
             ):
                 text, ids = self._encode(prompt, do_preprocess)
                 out.append(self._admission_error(idx, text, ids) or self._generate(idx, ids, cfg))
@@ -244,7 +242,7 @@ class HFStandInEngine:
         self.calls.append(("prompt_logprobs", len(input_ids)))
         out = []
         with self._adapter(adapter_name), torch.no_grad():
-            items = list(zip(input_ids, logprob_start_lens))
+            items = list(zip(input_ids, logprob_start_lens, strict=True))
             for idx, (ids, start) in enumerate(
                 tqdm(items, desc="stand-in prompt logprobs", disable=not use_tqdm)
             ):

@@ -429,4 +429,6 @@ def generation_config(
     try:
         return GenerationConfig(**values)
     except (AssertionError, TypeError, ValueError) as e:
-        raise ValueError(f"gen_kwargs {gen_kwargs} rejected by lmdeploy's GenerationConfig: {e}")
+        raise ValueError(
+            f"gen_kwargs {gen_kwargs} rejected by lmdeploy's GenerationConfig: {e}"
+        ) from e

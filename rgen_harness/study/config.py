@@ -76,13 +76,6 @@ class GenerationSpec:
     top_p: float | None = None
 
 
-@dataclass(frozen=True)
-class RewardSpec:
-    """The reward model (task metadata `reward_model`, `reward_backend`)."""
-
-    model: str
-    backend: str | None = None  # lmdeploy | hf | server (the scorer's default when unset)
-
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
@@ -123,8 +116,10 @@ class StudyConfig:
     limit: int | None = None  # first N conversations (use `subset` for a random sample)
     subset: SubsetSpec | None = None
     generation: GenerationSpec = field(default_factory=GenerationSpec)
-    reward: RewardSpec | None = None
-    scorers: tuple[str, ...] = ()  # reply scorers to enable on top of the tasks' defaults
+    # Reward scorer settings, each passed as task metadata `reward_<key>` (model, backend, tp,
+    # max_length, cache, ...; checked against the reward scorer's own config).
+    reward: dict[str, Any] = field(default_factory=dict)
+    scorers: tuple[str, ...] | None = None  # reply scorers to run (None: the tasks' defaults)
     metadata: dict[str, Any] = field(default_factory=dict)  # more task metadata, verbatim
     benchmarks: tuple[BenchmarkSpec, ...] = ()
     device: str | None = None  # lm-eval `--device` for every model (e.g. cpu, cuda)
@@ -160,15 +155,10 @@ class StudyConfig:
         if self.data.split is not None:
             md["deita_split"] = self.data.split
         md["on_bad_row"] = self.data.on_bad_row
-        scorers = list(self.scorers)
-        if self.reward is not None:
-            md["reward_model"] = self.reward.model
-            if self.reward.backend is not None:
-                md["reward_backend"] = self.reward.backend
-            if "reward" not in scorers:
-                scorers.append("reward")
-        if scorers:
-            md["scorers"] = ",".join(dict.fromkeys([*_default_scorers(), *scorers]))
+        for key, value in self.reward.items():
+            md[f"reward_{key}"] = value
+        if self.scorers is not None:
+            md["scorers"] = ",".join(self.scorers) if self.scorers else "none"
         md.update(self.metadata)
         return md
 
@@ -232,9 +222,8 @@ def _check(config: StudyConfig, source: str) -> None:
         fail(f"report.interval={config.report.interval} must be in [0.5, 1), e.g. 0.95")
     if config.report.resamples < 100:
         fail(f"report.resamples={config.report.resamples} is too few; use >= 1000")
-    typed = {"deita_path", "deita_dataset", "deita_split", "on_bad_row", "reward_model"}
-    typed |= {"reward_backend", "scorers"}
-    clash = sorted(typed & set(config.metadata))
+    typed = {"deita_path", "deita_dataset", "deita_split", "on_bad_row", "scorers"}
+    clash = sorted(k for k in config.metadata if k in typed or k.startswith("reward_"))
     if clash:
         fail(
             f"metadata sets {clash}; set these through 'data', 'reward' and 'scorers' instead "
@@ -246,10 +235,9 @@ def _check(config: StudyConfig, source: str) -> None:
             fail(f"benchmark {b.task!r} is also in 'tasks'; list it in one place")
         if labels.count(b.label or b.task) > 1:
             fail(f"benchmark label {b.label or b.task!r} is used twice")
-    wanted = list(config.scorers) + (["reward"] if config.reward else [])
     available = _available_scorers()
-    if wanted and available is not None:
-        for name in wanted:
+    if config.scorers is not None and available is not None:
+        for name in config.scorers:
             if name not in available:
                 hint = difflib.get_close_matches(name, available, n=1)
                 fail(
@@ -257,6 +245,30 @@ def _check(config: StudyConfig, source: str) -> None:
                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
                     + f". Available: {', '.join(sorted(available)) or 'none'}."
                 )
+    if config.reward:
+        enabled = config.scorers if config.scorers is not None else _default_scorers()
+        if "reward" not in enabled:
+            fail(
+                f"'reward' settings are given but the reward scorer is off (scorers: "
+                f"{list(enabled)}); add reward to 'scorers' or drop the 'reward' section"
+            )
+        _check_reward(config.reward, source)
+
+
+def _check_reward(reward: dict[str, Any], source: str) -> None:
+    """Validate the reward settings with the reward scorer's own typed config."""
+    try:
+        from rgen_harness.metrics.reward.config import RewardConfig
+    except ImportError:  # no reward scorer in this install: lm-eval will report it
+        return
+    known = [f.name for f in dataclasses.fields(RewardConfig)]
+    for key in reward:
+        if key not in known:
+            raise StudyConfigError(f"{source}: reward: " + _unknown("key", key, known))
+    try:
+        RewardConfig.from_values(dict(reward), source="reward.")
+    except (TypeError, ValueError) as e:
+        raise StudyConfigError(f"{source}: {e}") from e
 
 
 def _available_scorers() -> list[str] | None:

@@ -110,6 +110,14 @@ def _throughput(model: ModelResults) -> dict[str, Any]:
             out["gen_tokens_per_s"] = float(sum(toks)) / wall
     recorded = {}
     for r in results:
+        config = r.run_info.get("config")
+        thr = config.get("throughput") if isinstance(config, dict) else None
+        if isinstance(thr, dict):  # the lmdeploy backend's own figures (generation only)
+            part = thr.get("generate_chat_rounds") or thr.get("total") or {}
+            for key in ("samples_per_s", "generated_tokens_per_s", "wall_s"):
+                if isinstance(part.get(key), (int, float)):
+                    recorded[f"engine_{key}"] = float(part[key])
+            continue
         for source in (r.metrics, r.run_info):
             for key, value in source.items():
                 name = key.split(",")[0]

@@ -20,9 +20,7 @@ def length_sorted_batches(
     for i in order:
         # Sorted descending: the first member is the longest, so padded size = len * longest.
         longest = lengths[current[0]] if current else lengths[i]
-        if current and (
-            len(current) >= batch_size or (len(current) + 1) * longest > batch_tokens
-        ):
+        if current and (len(current) >= batch_size or (len(current) + 1) * longest > batch_tokens):
             batches.append(current)
             current = []
         current.append(i)

@@ -57,9 +57,7 @@ class ScoreCache:
         """entries: (digest, n_tokens, score); non-finite scores are not stored."""
         if self._db is None:
             return
-        rows = [
-            (self.model_key, d, n, float(s)) for d, n, s in entries if math.isfinite(float(s))
-        ]
+        rows = [(self.model_key, d, n, float(s)) for d, n, s in entries if math.isfinite(float(s))]
         self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", rows)
         self._db.commit()
 

@@ -139,9 +139,7 @@ class RewardScorer:
                     src.path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
                 )
                 model_config = src.config or load_model_config(src.path, revision=cfg.revision)
-                _LOADED[key] = RewardRenderer(
-                    tokenizer, model_config, max_length=cfg.max_length
-                )
+                _LOADED[key] = RewardRenderer(tokenizer, model_config, max_length=cfg.max_length)
             self._renderer = _LOADED[key]
         return self._renderer
 
@@ -299,7 +297,7 @@ class RewardScorer:
                     self.stats["batches"] += 1
                     self.stats["inputs_scored"] += len(digests)
                     scores.update(zip(digests, values, strict=True))
-                    cache.put_many((d, len(jobs[d]), v) for d, v in zip(digests, values, strict=True))
+                    cache.put_many((d, len(jobs[d]), scores[d]) for d in digests)
                     bar.update(len(digests))
             return scores
         finally:

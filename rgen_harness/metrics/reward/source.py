@@ -14,9 +14,9 @@ from pathlib import Path
 from rgen_harness.metrics.reward.config import RewardConfig
 
 NOT_FOUND_FIX = (
-    "Point at a local copy with --metadata '{{\"reward_model\": \"/path/to/{name}\"}}' "
+    'Point at a local copy with --metadata \'{{"reward_model": "/path/to/{name}"}}\' '
     "(e.g. after `huggingface-cli download {model}` on a machine with access), set HF_ENDPOINT "
-    "to a reachable mirror, or disable reward scoring with --metadata '{{\"scorers\": \"none\"}}'."
+    'to a reachable mirror, or disable reward scoring with --metadata \'{{"scorers": "none"}}\'.'
 )
 
 
@@ -43,7 +43,7 @@ def resolve(config: RewardConfig, *, check_hub: bool = True) -> ModelSource:
     if local.is_absolute() or config.model.startswith((".", "~")):
         raise RewardModelUnavailable(
             f"reward_model={config.model!r} is not a folder. Give an existing local folder or a "
-            "hub id, or disable reward scoring with --metadata '{\"scorers\": \"none\"}'."
+            'hub id, or disable reward scoring with --metadata \'{"scorers": "none"}\'.'
         )
     return _hub(config, check_hub=check_hub)
 

@@ -73,9 +73,7 @@ class HFRewardBackend:
         )
         self.model = model.to(self.device).eval()
         self.pad_id = _pad_id(model_config)
-        self.head = next(
-            (getattr(model, n) for n in HEAD_NAMES if hasattr(model, n)), None
-        )
+        self.head = next((getattr(model, n) for n in HEAD_NAMES if hasattr(model, n)), None)
         self.body = getattr(model, getattr(model, "base_model_prefix", ""), None)
         if self.head is None or self.body is None or self.body is model:
             log.warning(

@@ -1,0 +1,37 @@
+"""`rgen-harness report DIR`: leaderboard (Markdown, CSV, JSON) and plots from a study folder
+or any `lm_eval --output_path` folder run with --log_samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="write the leaderboard and plots for a study/results folder")
+    p.add_argument("results_dir", type=Path, help="study folder (studies/<name>) or lm_eval output")
+    p.add_argument(
+        "--out", type=Path, default=None, help="where to write (default: the study's report_dir, "
+        "else results/<folder name>)"
+    )
+    p.add_argument("--interval", type=float, default=None, help="interval level (default 0.95)")
+    p.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (10000)")
+    p.add_argument("--seed", type=int, default=None, help="bootstrap seed (0)")
+
+
+def run(args) -> int:
+    from rgen_harness.study.report import build_report
+
+    if args.interval is not None and not 0.5 <= args.interval < 1:
+        raise SystemExit(f"--interval {args.interval} must be in [0.5, 1), e.g. 0.95")
+    files = build_report(
+        args.results_dir,
+        args.out,
+        level=args.interval,
+        resamples=args.resamples,
+        seed=args.seed,
+    )
+    print(f"wrote {files.markdown}, {files.csv}, {files.json}")
+    for p in files.plots:
+        print(f"wrote {p}")
+    print(f"{len(files.rows)} model(s)")
+    return 0

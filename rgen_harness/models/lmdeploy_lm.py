@@ -1,0 +1,501 @@
+"""`lm_eval --model lmdeploy`: lmdeploy's inference engines as an lm-eval model.
+
+    lm_eval --model lmdeploy \\
+        --model_args pretrained=internlm/internlm2_5-7b-chat,backend=pytorch,tp=2 \\
+        --tasks deita_qr,deita_qcr,mmlu --apply_chat_template
+
+Request types:
+- `generate_until`: every prompt of the call goes to the engine in ONE `infer` call (lmdeploy
+  batches continuously); `until` strings are cut from the text afterwards (lmdeploy's stop words
+  are single-token only; single-token ones are also sent as stop words so the engine stops
+  early), EOS stops generation, greedy unless the task samples. A request that fails inside the
+  engine (`finish_reason='error'`) stops the run with its message: lm-eval has no per-request
+  failure value for it.
+- `generate_chat_rounds` (deita_qr / deita_qcr): `rgen_harness.chat.runner.run_rounds` with
+  this engine as backend: one batched engine call per round, the model's own chat template,
+  the context budget in the model's tokens, lm-eval's `--use_cache` database per round.
+  Prefix caching (on by default) lets round 2 of QCR reuse round 1's prefill. A failed request
+  is recorded on its conversation (status 'failed', counted by the `failed` metric).
+- `loglikelihood` / `loglikelihood_rolling`: exact, from the PyTorch engine's prompt
+  log-probabilities (`logprobs_mode='raw_logprobs'`, `max_new_tokens=0`, `logprob_start_len`),
+  summed over the continuation, with the greedy check; rolling windows as lm-eval builds them.
+  TurboMind cannot return prompt log-probabilities: such tasks need `backend=pytorch`.
+
+Scale-out is lmdeploy's own: `tp=N` splits the model over N GPUs, `dp=M` runs M replicas, both
+inside one engine. Multi-node: start a Ray cluster (`ray start --head` on the first node,
+`ray start --address=<head>:6379` on the others) and run lm_eval on the head node with
+`backend=pytorch,distributed_executor_backend=ray` and tp/dp spanning all GPUs; TurboMind
+instead runs one process per node with `nnodes=2,node_rank=<i>,dist_init_addr=<head ip:port>`.
+
+Memory: `release()` closes the engine and empties the CUDA cache (the next request builds a
+new engine); `sleep()` / `wakeup()` offload and restore weights and KV cache;
+`rgen_harness.models.engine.release_all()` releases every live engine in the process.
+
+LoRA (PyTorch engine): `adapters=NAME:PATH[;NAME:PATH]`, `adapter_name=NAME` picks the adapter
+every request uses (default: the only one).
+
+Throughput (samples/s, generated tokens/s, wall time) is recorded per request type and lands
+in the results JSON under `config.throughput` (lm-eval merges `get_model_info()` there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lm_eval.api.model import TemplateLM
+from tqdm import tqdm
+
+from rgen_harness.chat.protocol import REQUEST_TYPE
+from rgen_harness.chat.runner import Generation, LMChatBackend, RoundCache, run_rounds
+from rgen_harness.models.engine import EngineSpec, create_engine, free_memory
+from rgen_harness.models.lmdeploy_config import (
+    LMDeployArgs,
+    generation_config,
+    require_lmdeploy,
+    split_gen_kwargs,
+)
+from rgen_harness.models.throughput import ThroughputLog
+
+log = logging.getLogger(__name__)
+
+FAILED = ("error", "abort")
+MAX_LISTED_FAILURES = 5
+
+
+class GenerationFailed(RuntimeError):
+    """lmdeploy answered some requests with finish_reason='error' (or 'abort')."""
+
+
+class LogprobsUnavailable(RuntimeError):
+    """Log-likelihood requests on an engine that cannot score prompts (TurboMind)."""
+
+
+def cut_at_stops(text: str, until: Sequence[str]) -> str:
+    """The text before the first occurrence of any stop string (lm-eval's rule)."""
+    for stop in until:
+        if stop:
+            text = text.split(stop, 1)[0]
+    return text
+
+
+def describe_failure(resp) -> str:
+    code = getattr(resp, "error_code", None) or resp.finish_reason
+    message = getattr(resp, "error_message", None) or "(no message from the engine)"
+    return f"[{code}] {message}"
+
+
+class LMDeployLM(TemplateLM):
+    def __init__(self, pretrained: str | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        require_lmdeploy()
+        self.args = LMDeployArgs.from_kwargs({"pretrained": pretrained, **kwargs})
+        if self.args.batch_size not in (None, 1, "1", "auto"):
+            log.info(
+                "batch_size=%s is not used: lmdeploy batches continuously; cap concurrency with "
+                "--model_args max_batch_size=N",
+                self.args.batch_size,
+            )
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.args.tokenizer or self.args.pretrained,
+            trust_remote_code=self.args.trust_remote_code,
+        )
+        if self.args.chat_template:
+            self.tokenizer.chat_template = self.args.chat_template
+        self._spec = EngineSpec(
+            model_path=self.args.pretrained,
+            backend=self.args.backend,
+            args=self.args,
+            log_level=self.args.log_level,
+        )
+        self._engine = None
+        self.throughput = ThroughputLog()
+        self._gen_cache: dict[str, tuple[list[str], Any]] = {}
+        self._single_token: dict[str, bool] = {}
+        self.engine  # noqa: B018  (build now: configuration errors surface before any task loads)
+
+    # -- engine lifecycle ---------------------------------------------------------------------
+    @property
+    def engine(self):
+        if self._engine is None or getattr(self._engine, "closed", False):
+            if self._engine is not None:
+                log.info("the lmdeploy engine was released; building it again")
+            self._engine = create_engine(self._spec)
+        return self._engine
+
+    def release(self) -> None:
+        """Close the engine and free its GPU memory (a later request builds a new one)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+        del engine
+        free_memory()
+
+    def sleep(self, level: int = 1) -> None:
+        """Offload weights and drop the KV cache, keeping the engine (lmdeploy's sleep)."""
+        self.engine.sleep(level)
+
+    def wakeup(self) -> None:
+        self.engine.wakeup()
+
+    # -- lm-eval model surface ----------------------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        if self.tokenizer.bos_token_id is not None:
+            return self.tokenizer.bos_token_id
+        return self.tokenizer.eos_token_id
+
+    @property
+    def max_length(self) -> int:
+        """lmdeploy's session_len: prompt plus generation, in tokens."""
+        return self.args.session_len or self.engine.session_len
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self.args.max_gen_toks
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name_or_path.replace("/", "__")
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs):
+        """As lm-eval's `hf` model: the tokenizer's default special tokens, none if the string
+        already starts with the prefix (BOS) token's text."""
+        if add_special_tokens is None:
+            bos = self.tokenizer.decode([self.prefix_token_id])
+            add_special_tokens = not (bos and string.startswith(bos))
+        return self.tokenizer.encode(string, add_special_tokens=add_special_tokens)
+
+    def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(
+        self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
+        import jinja2
+
+        def render(history):
+            return self.tokenizer.apply_chat_template(
+                history,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=not add_generation_prompt,
+            )
+
+        try:
+            return render(chat_history)
+        except jinja2.exceptions.TemplateError:
+            if not any(m["role"] == "system" for m in chat_history):
+                raise
+            log.warning("chat template rejected the system turn; rendering without it")
+            return render([m for m in chat_history if m["role"] != "system"])
+
+    def get_model_info(self) -> dict:
+        import lmdeploy
+
+        engine = self._engine
+        return {
+            "lmdeploy_version": lmdeploy.__version__,
+            "lmdeploy_backend": getattr(engine, "backend", self.args.backend),
+            "lmdeploy_engine": type(engine).__name__ if engine is not None else None,
+            "lmdeploy_session_len": self.args.session_len or getattr(engine, "session_len", None),
+            "lmdeploy_tp": self.args.tp,
+            "lmdeploy_dp": self.args.dp,
+            "lora_adapter": self.args.adapter_name,
+            "lora_adapter_path": self.args.adapters.get(self.args.adapter_name or "", None),
+            "throughput": self.throughput.summary(),
+        }
+
+    # -- generation ---------------------------------------------------------------------------
+    def _is_single_token(self, word: str) -> bool:
+        hit = self._single_token.get(word)
+        if hit is None:
+            hit = len(self.tokenizer.encode(word, add_special_tokens=False)) == 1
+            self._single_token[word] = hit
+        return hit
+
+    def _eos_text(self) -> str | None:
+        text = self.tokenizer.decode([self.eot_token_id]) if self.eot_token_id is not None else ""
+        return text or self.tokenizer.eos_token
+
+    def plan(self, gen_kwargs: dict) -> tuple[list[str], Any, int]:
+        """(until, lmdeploy GenerationConfig, max_gen_toks) for one request's gen_kwargs;
+        memoised, since a task's requests share their gen_kwargs."""
+        key = json.dumps(gen_kwargs, sort_keys=True, default=str)
+        hit = self._gen_cache.get(key)
+        if hit is None:
+            until, max_gen_toks, rest = split_gen_kwargs(
+                gen_kwargs, default_max_gen_toks=self.max_gen_toks, eos=self._eos_text()
+            )
+            config = generation_config(
+                rest,
+                max_gen_toks=max_gen_toks,
+                default_seed=self.args.seed,
+                single_token_stops=[u for u in until if u and self._is_single_token(u)],
+            )
+            hit = (until, config, max_gen_toks)
+            self._gen_cache[key] = hit
+        return hit
+
+    def fit_context(self, context: str, max_gen_toks: int) -> str:
+        """The context, left-truncated (as lm-eval does) if it and max_gen_toks exceed
+        max_length. Tokenised only when its UTF-8 size could exceed the budget."""
+        budget = self.max_length - max_gen_toks
+        if budget < 1:
+            raise ValueError(
+                f"max_gen_toks={max_gen_toks} leaves no room for a prompt in max_length="
+                f"{self.max_length}: lower max_gen_toks or raise session_len."
+            )
+        if len(context) * 4 + 8 <= budget or len(context.encode("utf-8")) + 8 <= budget:
+            return context
+        ids = self.tok_encode(context)
+        if len(ids) <= budget:
+            return context
+        log.warning(
+            "context of %d tokens + max_gen_toks %d exceeds max_length %d: keeping its last "
+            "%d tokens",
+            len(ids),
+            max_gen_toks,
+            self.max_length,
+            budget,
+        )
+        return self.tokenizer.decode(ids[-budget:])
+
+    def _engine_generate(self, prompts: list[str], configs: list, use_tqdm: bool) -> list:
+        responses = self.engine.infer(
+            prompts,
+            configs,
+            do_preprocess=False,
+            adapter_name=self.args.adapter_name,
+            use_tqdm=use_tqdm,
+        )
+        if len(responses) != len(prompts):
+            raise RuntimeError(f"engine returned {len(responses)} responses for {len(prompts)}")
+        return responses
+
+    def reply_tokens(self, resp, text: str) -> int:
+        """Tokens of the reply as kept (the stop token or a cut-off tail does not count)."""
+        if text == resp.text:
+            return resp.generate_token_len
+        if resp.finish_reason == "stop" and resp.token_ids:
+            last = self.tokenizer.decode(resp.token_ids[-1:], skip_special_tokens=False)
+            if text + last == resp.text:
+                return max(0, resp.generate_token_len - 1)
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        if not requests:
+            return []
+        start = time.perf_counter()
+        prompts, configs, untils = [], [], []
+        for req in requests:
+            context, gen_kwargs = req.args
+            until, config, max_gen_toks = self.plan(gen_kwargs)
+            prompts.append(self.fit_context(context, max_gen_toks))
+            configs.append(config)
+            untils.append(until)
+        responses = self._engine_generate(prompts, configs, use_tqdm=not disable_tqdm)
+        failures = [(i, r) for i, r in enumerate(responses) if r.finish_reason in FAILED]
+        self.throughput.record(
+            "generate_until",
+            samples=len(requests),
+            responses=responses,
+            engine_calls=1,
+            wall_s=time.perf_counter() - start,
+        )
+        if failures:
+            raise GenerationFailed(self._failure_report(requests, failures))
+        out = []
+        for req, resp, until in zip(requests, responses, untils, strict=True):
+            text = cut_at_stops(resp.text, until)
+            out.append(text)
+            self.cache_hook.add_partial("generate_until", req.args, text)
+        return out
+
+    @staticmethod
+    def _failure_report(requests, failures) -> str:
+        lines = [
+            f"lmdeploy failed {len(failures)} of {len(requests)} generate_until requests "
+            "(finish_reason='error'); no reply was invented for them:"
+        ]
+        for i, resp in failures[:MAX_LISTED_FAILURES]:
+            req = requests[i]
+            where = f"task {getattr(req, 'task_name', None)}, doc {getattr(req, 'doc_id', None)}"
+            lines.append(
+                f"  request {i} ({where}): {describe_failure(resp)}; "
+                f"context starts {str(req.args[0])[:60]!r}"
+            )
+        if len(failures) > MAX_LISTED_FAILURES:
+            lines.append(f"  ... and {len(failures) - MAX_LISTED_FAILURES} more")
+        lines.append(
+            "Context too long: lower max_gen_toks or raise session_len; out of memory: lower "
+            "cache_max_entry_count or max_batch_size."
+        )
+        return "\n".join(lines)
+
+    def generate_chat_rounds(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """The multi-round protocol on the engine directly (see rgen_harness.chat)."""
+        start = time.perf_counter()
+        backend = EngineChatBackend(self, use_tqdm=not disable_tqdm)
+        results = run_rounds([req.args for req in requests], backend, RoundCache.of(self))
+        self.throughput.add_wall(REQUEST_TYPE, time.perf_counter() - start, len(requests))
+        return [r.to_json() for r in results]
+
+    # -- log-likelihood -----------------------------------------------------------------------
+    def _require_prompt_logprobs(self, request_type: str) -> None:
+        backend = getattr(self.engine, "backend", None)
+        if backend != "pytorch":
+            raise LogprobsUnavailable(
+                f"{request_type} needs prompt log-probabilities, which lmdeploy's {backend} "
+                "engine does not return. Run these tasks with "
+                "--model_args pretrained=...,backend=pytorch (the PyTorch engine scores prompts "
+                "exactly)."
+            )
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
+        if not requests:
+            return []
+        self._require_prompt_logprobs("loglikelihood")
+        start = time.perf_counter()
+        max_input = self.max_length - 1  # lmdeploy needs input length < session_len
+        inputs, ctxlens = [], []
+        for _, context_enc, continuation_enc in requests:
+            whole = list(context_enc) + list(continuation_enc)
+            if len(whole) > max_input:
+                log.warning(
+                    "loglikelihood input of %d tokens exceeds %d: keeping the last %d",
+                    len(whole),
+                    max_input,
+                    max_input,
+                )
+            inp = whole[-max_input:]
+            ctxlen = len(context_enc) - max(0, len(whole) - max_input)
+            if ctxlen < 1:
+                log.warning("continuation longer than max_length: its first tokens are unscored")
+                ctxlen = 1
+            inputs.append(inp)
+            ctxlens.append(ctxlen)
+        responses = self.engine.prompt_logprobs(
+            inputs,
+            [c - 1 for c in ctxlens],
+            top_k=1,
+            adapter_name=self.args.adapter_name,
+            use_tqdm=not disable_tqdm,
+        )
+        self.throughput.record(
+            "loglikelihood",
+            samples=len(requests),
+            responses=responses,
+            engine_calls=1,
+            wall_s=time.perf_counter() - start,
+        )
+        out = []
+        for i, (req, resp, inp, ctxlen) in enumerate(
+            zip(requests, responses, inputs, ctxlens, strict=True)
+        ):
+            if resp.finish_reason in FAILED:
+                raise GenerationFailed(
+                    f"lmdeploy failed loglikelihood request {i} ({len(inp)} tokens): "
+                    f"{describe_failure(resp)}"
+                )
+            answer = score_continuation(resp.logprobs, inp[ctxlen:])
+            out.append(answer)
+            if req[0] is not None:
+                self.cache_hook.add_partial("loglikelihood", req[0], answer)
+        return out
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        if not requests:
+            return []
+        self._require_prompt_logprobs("loglikelihood_rolling")
+        windows, owners = [], []
+        for i, (string,) in enumerate(
+            tqdm([req.args for req in requests], desc="Rolling windows", disable=disable_tqdm)
+        ):
+            for window in map(
+                make_disjoint_window,
+                get_rolling_token_windows(
+                    token_list=self.tok_encode(string),
+                    prefix_token=self.prefix_token_id,
+                    # a window is context + predicted tokens <= max_seq_len + 1 = session_len - 1
+                    max_seq_len=self.max_length - 2,
+                    context_len=1,
+                ),
+            ):
+                windows.append((None, *window))
+                owners.append(i)
+        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
+        totals = [0.0] * len(requests)
+        for owner, (logprob, _) in zip(owners, scores, strict=True):
+            totals[owner] += logprob
+        for req, total in zip(requests, totals, strict=True):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+
+def score_continuation(rows, targets: list[int]) -> tuple[float, bool]:
+    """Sum of the targets' log-probabilities and whether each was the top-1 token.
+
+    A row is lmdeploy's {target id: logprob, top-k ids: logprobs}."""
+    if rows is None or len(rows) != len(targets):
+        raise RuntimeError(
+            f"engine returned {0 if rows is None else len(rows)} logprob rows for "
+            f"{len(targets)} continuation tokens"
+        )
+    total, greedy = 0.0, True
+    for row, target in zip(rows, targets, strict=True):
+        if target not in row:
+            raise RuntimeError(f"logprob row lacks the target token {target}: {row}")
+        value = row[target]
+        total += value
+        if greedy and max(row.values()) > value:
+            greedy = False
+    return total, greedy
+
+
+class EngineChatBackend(LMChatBackend):
+    """The chat-rounds backend on the engine: rendering and token counting as LMChatBackend
+    (the model's chat template and tokenizer), generation as one engine call per round."""
+
+    def __init__(self, lm: LMDeployLM, *, use_tqdm: bool = True) -> None:
+        super().__init__(lm)
+        self.max_length = lm.max_length
+        self.use_tqdm = use_tqdm
+
+    def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
+        lm: LMDeployLM = self.lm
+        plans = [lm.plan(kwargs) for kwargs in gen_kwargs]
+        responses = lm._engine_generate(prompts, [p[1] for p in plans], use_tqdm=self.use_tqdm)
+        lm.throughput.record(
+            REQUEST_TYPE,
+            samples=0,
+            responses=responses,
+            engine_calls=1,
+            wall_s=0.0,  # the conversation-level wall time is added by generate_chat_rounds
+        )
+        out = []
+        for resp, (until, _, _) in zip(responses, plans, strict=True):
+            if resp.finish_reason in FAILED:
+                error = describe_failure(resp)
+                out.append(Generation(text="", finish_reason=resp.finish_reason, error=error))
+                continue
+            text = cut_at_stops(resp.text, until)
+            out.append(
+                Generation(
+                    text=text,
+                    finish_reason=resp.finish_reason,
+                    tokens=lm.reply_tokens(resp, text),
+                )
+            )
+        return out
