@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "tiny-models", "study", "report")
+COMMANDS = ("demo", "tiny-models", "study", "report", "score")
 
 
 def _module(name: str):

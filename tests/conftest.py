@@ -36,3 +36,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+STANDIN_ENGINE = "rgen_harness.models.hf_standin:build_hf_standin"
+
+
+@pytest.fixture(scope="session")
+def lmdeploy_task_dir(tmp_path_factory):
+    """tests/data/tasks/*.yaml with @DATA@ replaced by that folder's absolute path."""
+    from pathlib import Path
+
+    src = Path(__file__).parent / "data" / "tasks"
+    out = tmp_path_factory.mktemp("lmdeploy_tasks")
+    for path in src.glob("*.yaml"):
+        (out / path.name).write_text(path.read_text().replace("@DATA@", str(src.resolve())))
+    return out
+
+
+@pytest.fixture(scope="session")
+def lmdeploy_standin(tiny_dir):
+    """LMDeployLM on the tiny chat model, inference by the CPU stand-in engine."""
+    from rgen_harness.models.lmdeploy_lm import LMDeployLM
+
+    old = os.environ.get("RGEN_HARNESS_LMDEPLOY_ENGINE")
+    os.environ["RGEN_HARNESS_LMDEPLOY_ENGINE"] = STANDIN_ENGINE
+    try:
+        return LMDeployLM(pretrained=str(tiny_dir / "chat"))
+    finally:
+        if old is None:
+            os.environ.pop("RGEN_HARNESS_LMDEPLOY_ENGINE", None)
+        else:
+            os.environ["RGEN_HARNESS_LMDEPLOY_ENGINE"] = old

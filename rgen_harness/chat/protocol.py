@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Literal
 
 REQUEST_TYPE = "generate_chat_rounds"
@@ -58,7 +59,7 @@ class ChatRequest(str):
             )
         return cls(text)
 
-    @property
+    @cached_property
     def payload(self) -> dict:
         return json.loads(self)
 

@@ -10,8 +10,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write the leaderboard and plots for a study/results folder")
     p.add_argument("results_dir", type=Path, help="study folder (studies/<name>) or lm_eval output")
     p.add_argument(
-        "--out", type=Path, default=None, help="where to write (default: the study's report_dir, "
-        "else results/<folder name>)"
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (default: the study's report_dir, else results/<folder name>)",
     )
     p.add_argument("--interval", type=float, default=None, help="interval level (default 0.95)")
     p.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (10000)")

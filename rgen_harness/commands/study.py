@@ -12,11 +12,11 @@ def add_parser(sub) -> None:
         help="run every model x {deita_qr, deita_qcr} (+ benchmarks) through lm_eval; resumable",
     )
     p.add_argument("config", type=Path, help="study YAML (see rgen_harness/configs/)")
+    p.add_argument("--only", nargs="+", metavar="MODEL", help="run only these models (by name)")
     p.add_argument(
-        "--only", nargs="+", metavar="MODEL", help="run only these models (by name)"
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="print what would run (and what is done), run nothing"
+        "--dry-run",
+        action="store_true",
+        help="print what would run (and what is done), run nothing",
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
 
@@ -41,6 +41,8 @@ def run(args) -> int:
     )
     if not args.dry_run and not args.no_report:
         files = build_report(config.study_dir, config.results_dir)
-        print(f"[study] report: {files.markdown} (+ {files.csv.name}, {files.json.name}, "
-              f"{len(files.plots)} plots)")
+        print(
+            f"[study] report: {files.markdown} (+ {files.csv.name}, {files.json.name}, "
+            f"{len(files.plots)} plots)"
+        )
     return 1 if outcome.failed else 0

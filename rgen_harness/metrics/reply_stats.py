@@ -1,7 +1,9 @@
 """Per-reply figures every deita run reports: length, dropped turns, skipped and failed counts.
 
-Replies that were skipped or failed give NaN for the length figures (excluded by `nanmean`) and
-1 in `skipped` / `failed` (added up by `sum`), so the table shows how many there were.
+Replies that were skipped or failed give NaN for the length figures and 1 in `skipped` / `failed`
+(added up by `sum`), so the table shows how many there were. The task leaves NaN values out of
+the per-doc results (see `DeitaTask.process_results`), so each mean is over the replies it
+applies to.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from rgen_harness.chat.protocol import ChatResult
 
 # Counts and means, with the direction lm-eval prints next to them.
 METRICS = {
-    "reply_chars": ("nanmean", False),
-    "reply_tokens": ("nanmean", False),
-    "criteria_chars": ("nanmean", False),
-    "dropped_turns": ("nanmean", False),
+    "reply_chars": ("mean", False),
+    "reply_tokens": ("mean", False),
+    "criteria_chars": ("mean", False),
+    "dropped_turns": ("mean", False),
     "skipped": ("sum", False),
     "failed": ("sum", False),
 }

@@ -82,23 +82,24 @@ class SimilarityReplyScorer:
         self.options = options or SimilarityOptions()
 
     def score(self, items: list[ScoredItem]) -> list[dict[str, float]]:
-        wanted = [i for i, item in enumerate(items) if item.result.status == "ok"]
-        texts: dict[str, int] = {}  # unique text -> row in the embedding matrix
-        for i in wanted:
-            for text in (items[i].reply, items[i].reference):
-                texts.setdefault(text, len(texts))
         out = [{"similarity": math.nan} for _ in items]
+        wanted = [i for i, item in enumerate(items) if item.result.status == "ok"]
         if not wanted:
             return out
+        encoder = load_encoder(self.options)
         task = items[0].task
-        embeddings = load_encoder(self.options).encode(list(texts), desc=f"similarity ({task})")
+        replies = list(dict.fromkeys(items[i].reply for i in wanted))
+        references = list(dict.fromkeys(items[i].reference for i in wanted))
+        reply_emb = encoder.encode(replies, desc=f"similarity replies ({task})")
+        ref_emb = encoder.encode(references, desc=f"similarity references ({task})", remember=True)
+        reply_row = {text: row for row, text in enumerate(replies)}
+        ref_row = {text: row for row, text in enumerate(references)}
         for i in wanted:
             reply, reference = items[i].reply, items[i].reference
             if not reply.strip() or not reference.strip():
                 out[i]["similarity"] = 0.0
                 continue
-            cosine = embeddings[texts[reply]] @ embeddings[texts[reference]]
-            out[i]["similarity"] = float(cosine)
+            out[i]["similarity"] = float(reply_emb[reply_row[reply]] @ ref_emb[ref_row[reference]])
         return out
 
     def similarity(self, a: str, b: str) -> float:
@@ -134,9 +135,14 @@ class Encoder:
         dtype = options.dtype
         if dtype == "auto":
             dtype = "float16" if self.device.type == "cuda" else "float32"
+        self.pooling = (
+            model_pooling(options.model) if options.pooling == "auto" else options.pooling
+        )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(options.model)
-            self.model = AutoModel.from_pretrained(options.model, dtype=getattr(torch, dtype))
+            self.model = AutoModel.from_pretrained(
+                options.model, **{_dtype_kwarg(): getattr(torch, dtype)}
+            )
         except OSError as e:
             raise OSError(
                 f"could not load the similarity model {options.model!r}: {e}\n"
@@ -149,22 +155,30 @@ class Encoder:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # The tokenizer's own limit (transformers uses a huge sentinel when it has none).
         self.max_length = min(options.max_length, self.tokenizer.model_max_length)
-        self.pooling = (
-            model_pooling(options.model) if options.pooling == "auto" else options.pooling
-        )
+        self._remembered: dict[str, Any] = {}  # text -> embedding, for `remember=True`
         log.info("similarity model %s on %s (%s pooling)", options.model, device, self.pooling)
 
-    def encode(self, texts: list[str], desc: str = "similarity"):
-        """Embed `texts` in batches (longest first, so padding stays small), in input order."""
+    def encode(self, texts: list[str], desc: str = "similarity", remember: bool = False):
+        """Embed `texts` in batches (longest first, so padding stays small), in input order.
+
+        With `remember`, the embeddings are kept for later calls (references: deita_qr and
+        deita_qcr share them), and texts embedded before are not embedded again.
+        """
         import numpy as np
         import torch
         from tqdm.auto import tqdm
 
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         dim = self.model.config.hidden_size
         out = np.zeros((len(texts), dim), dtype=np.float32)
+        todo = []
+        for i, text in enumerate(texts):
+            if text in self._remembered:
+                out[i] = self._remembered[text]
+            else:
+                todo.append(i)
+        order = sorted(todo, key=lambda i: -len(texts[i]))
         bs = self.options.batch_size
-        with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="text") as bar:
+        with torch.inference_mode(), tqdm(total=len(order), desc=desc, unit="text") as bar:
             for start in range(0, len(order), bs):
                 idx = order[start : start + bs]
                 batch = self.tokenizer(
@@ -179,6 +193,8 @@ class Encoder:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[idx] = pooled.cpu().numpy()
                 bar.update(len(idx))
+        if remember:
+            self._remembered.update((texts[i], out[i]) for i in order)
         return out
 
 
@@ -238,6 +254,14 @@ def model_pooling(model: str) -> str:
             '\'{"similarity_pooling": "mean"}\'.'
         )
     return chosen[0]
+
+
+def _dtype_kwarg() -> str:
+    """`from_pretrained` takes `dtype` since transformers 4.56, `torch_dtype` before."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
 def _looks_like_path(model: str) -> bool:

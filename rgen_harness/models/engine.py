@@ -172,11 +172,20 @@ def build_lmdeploy_engine(spec: EngineSpec) -> LMDeployEngine:
             "lmdeploy runs on GPUs (cuda, ascend, maca, camb), not on the CPU: drop --device cpu "
             "(or use --model hf for CPU runs)."
         )
-    if device[0] == "cuda" and len(device) > 1:
+    if device[0] == "cuda" and len(device) > 1 and device[1] != "0":  # lm-eval's default: cuda:0
         raise ModelArgsError(
             f"--device {spec.args.device}: lmdeploy picks GPUs itself; select them with "
             f"CUDA_VISIBLE_DEVICES={device[1]} and use tp=/dp= for several."
         )
+    if device[0] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "--model lmdeploy found no CUDA GPU: lmdeploy's engines run on GPUs only. Run on "
+                "a GPU machine, or use --model hf on the CPU. (Tests replace the engine with "
+                f"{ENGINE_ENV}=rgen_harness.models.hf_standin:build_hf_standin.)"
+            )
     import lmdeploy
 
     backend = resolve_backend(spec)

@@ -171,9 +171,15 @@ class LMDeployLM(TemplateLM):
         """As lm-eval's `hf` model: the tokenizer's default special tokens, none if the string
         already starts with the prefix (BOS) token's text."""
         if add_special_tokens is None:
-            bos = self.tokenizer.decode([self.prefix_token_id])
+            bos = self._prefix_text()
             add_special_tokens = not (bos and string.startswith(bos))
         return self.tokenizer.encode(string, add_special_tokens=add_special_tokens)
+
+    def _prefix_text(self) -> str:
+        text = getattr(self, "_prefix_text_cache", None)
+        if text is None:
+            text = self._prefix_text_cache = self.tokenizer.decode([self.prefix_token_id])
+        return text
 
     def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
@@ -366,6 +372,18 @@ class LMDeployLM(TemplateLM):
             return []
         self._require_prompt_logprobs("loglikelihood")
         start = time.perf_counter()
+        answers, responses = self._score_tokens(requests, disable_tqdm)
+        self.throughput.record(
+            "loglikelihood",
+            samples=len(requests),
+            responses=responses,
+            engine_calls=1,
+            wall_s=time.perf_counter() - start,
+        )
+        return answers
+
+    def _score_tokens(self, requests, disable_tqdm: bool) -> tuple[list, list]:
+        """(logprob, is_greedy) per (cache_key, context_enc, continuation_enc), one engine call."""
         max_input = self.max_length - 1  # lmdeploy needs input length < session_len
         inputs, ctxlens = [], []
         for _, context_enc, continuation_enc in requests:
@@ -391,13 +409,6 @@ class LMDeployLM(TemplateLM):
             adapter_name=self.args.adapter_name,
             use_tqdm=not disable_tqdm,
         )
-        self.throughput.record(
-            "loglikelihood",
-            samples=len(requests),
-            responses=responses,
-            engine_calls=1,
-            wall_s=time.perf_counter() - start,
-        )
         out = []
         for i, (req, resp, inp, ctxlen) in enumerate(
             zip(requests, responses, inputs, ctxlens, strict=True)
@@ -411,7 +422,7 @@ class LMDeployLM(TemplateLM):
             out.append(answer)
             if req[0] is not None:
                 self.cache_hook.add_partial("loglikelihood", req[0], answer)
-        return out
+        return out, responses
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
@@ -419,6 +430,7 @@ class LMDeployLM(TemplateLM):
         if not requests:
             return []
         self._require_prompt_logprobs("loglikelihood_rolling")
+        start = time.perf_counter()
         windows, owners = [], []
         for i, (string,) in enumerate(
             tqdm([req.args for req in requests], desc="Rolling windows", disable=disable_tqdm)
@@ -435,7 +447,14 @@ class LMDeployLM(TemplateLM):
             ):
                 windows.append((None, *window))
                 owners.append(i)
-        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
+        scores, responses = self._score_tokens(windows, disable_tqdm)
+        self.throughput.record(
+            "loglikelihood_rolling",
+            samples=len(requests),
+            responses=responses,
+            engine_calls=1,
+            wall_s=time.perf_counter() - start,
+        )
         totals = [0.0] * len(requests)
         for owner, (logprob, _) in zip(owners, scores, strict=True):
             totals[owner] += logprob

@@ -181,7 +181,9 @@ def collect(root: str | Path) -> Collection:
         )
     problems: list[str] = []
     study = _read_json(root / "study.json", problems) if (root / "study.json").is_file() else None
-    subset = _read_json(root / "subset.json", problems) if (root / "subset.json").is_file() else None
+    subset = (
+        _read_json(root / "subset.json", problems) if (root / "subset.json").is_file() else None
+    )
     models: dict[str, ModelResults] = {}
     if study is not None:
         for spec in study.get("models", []):

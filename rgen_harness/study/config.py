@@ -76,7 +76,6 @@ class GenerationSpec:
     top_p: float | None = None
 
 
-
 @dataclass(frozen=True)
 class BenchmarkSpec:
     """A standard lm-eval task run for every model; its score becomes a leaderboard column."""
@@ -124,7 +123,6 @@ class StudyConfig:
     benchmarks: tuple[BenchmarkSpec, ...] = ()
     device: str | None = None  # lm-eval `--device` for every model (e.g. cpu, cuda)
     batch_size: str | None = None  # lm-eval `--batch_size` for every model
-    bootstrap_iters: int = 0  # lm-eval's own stderr bootstrap (the report bootstraps itself)
     output_dir: str | None = None  # runs and caches (default studies/<name>)
     report_dir: str | None = None  # tables and plots (default results/<name>)
     notice: str | None = None  # printed at the top of the report (e.g. "smoke run")

@@ -52,9 +52,7 @@ def settings_from_study(study: dict | None, **overrides) -> ReportSettings:
     return ReportSettings(**values)
 
 
-def build_report(
-    root: str | Path, out_dir: str | Path | None = None, **overrides
-) -> ReportFiles:
+def build_report(root: str | Path, out_dir: str | Path | None = None, **overrides) -> ReportFiles:
     collection = collect(root)
     study = collection.study
     settings = settings_from_study(study, **overrides)

@@ -164,10 +164,8 @@ def _finish(model, key, tasks, argv, settings, config, study_dir) -> PlannedRun:
         str(out_dir),
         "--use_cache",
         str(cache),
-        "--bootstrap_iters",
-        str(config.bootstrap_iters),
     ]
-    settings = {**settings, "tasks": list(tasks), "bootstrap_iters": config.bootstrap_iters}
+    settings = {**settings, "tasks": list(tasks)}
     full = (sys.executable, "-m", "lm_eval", *argv)
     return PlannedRun(model, key, tuple(tasks), settings, full, out_dir, cache)
 
@@ -276,8 +274,9 @@ def run_study(
         else:
             _say(
                 stream,
-                f"[study] {run.label}: FAILED (exit code {code}); see {run.out_dir / 'lm_eval.log'}."
-                " The other models continue; run the study again to retry this one.",
+                f"[study] {run.label}: FAILED (exit code {code}); see "
+                f"{run.out_dir / 'lm_eval.log'}. The other models continue; run the study again "
+                "to retry this one.",
             )
             outcome.failed.append(run.label)
     bar.close()
@@ -312,7 +311,9 @@ def _execute(run: PlannedRun, stream) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            _say(stream, f"\n[study] interrupted during {run.label}; run the same command to resume")
+            _say(
+                stream, f"\n[study] interrupted during {run.label}; run the same command to resume"
+            )
             raise
     record.update(wall_s=round(time.perf_counter() - start, 3), returncode=code)
     _write_json(run.out_dir / RUN_FILE, record)

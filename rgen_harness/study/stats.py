@@ -118,7 +118,9 @@ def mean_ci(values, *, level: float, resamples: int, seed: int) -> Estimate:
     return Estimate(float(x.mean()), low, high, int(x.size))
 
 
-def pair(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def pair(
+    a: Mapping[str, float], b: Mapping[str, float]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Keys with finite values in both mappings, in a's order, and the two value arrays."""
     keys = [k for k, v in a.items() if k in b and math.isfinite(v) and math.isfinite(b[k])]
     return keys, np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
@@ -142,7 +144,9 @@ def paired_difference(
     )
     wins = int(np.sum(d > tie_margin))
     losses = int(np.sum(d < -tie_margin))
-    return Paired(Estimate(float(d.mean()), low, high, d.size), wins, d.size - wins - losses, losses)
+    return Paired(
+        Estimate(float(d.mean()), low, high, d.size), wins, d.size - wins - losses, losses
+    )
 
 
 def _win_share(s: np.ndarray) -> np.ndarray:

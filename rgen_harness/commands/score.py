@@ -1,0 +1,111 @@
+"""`rgen-harness score RUN_DIR_OR_SAMPLES --reward-model ...`: reward-score saved replies again.
+
+Reads lm-eval logged samples (`samples_<task>_<date>.jsonl` from `--log_samples`, e.g. of a
+`--predict_only` run), scores them with the same scorer the tasks use inline, and writes updated
+samples plus a `results_<date>.json` (per task: each reward metric and its stderr) into the
+output folder, mirroring the input layout. Settings not given on the command line are taken from
+the run's own `reward_*` metadata (in its results JSON), so the same model reproduces the inline
+scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+
+SAMPLES_RE = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.jsonl$")
+
+
+def add_parser(sub) -> None:
+    from rgen_harness.metrics.reward.config import RewardConfig
+
+    p = sub.add_parser(
+        "score",
+        help="reward-score logged samples again (no generation)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("path", type=Path, help="lm_eval --output_path folder or one samples file")
+    p.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="where rescored samples and results go (default: <run dir>/rescored)",
+    )
+    p.add_argument("--bootstrap-iters", type=int, default=100000, help="as lm_eval's")
+    for f in fields(RewardConfig):
+        p.add_argument(
+            f"--reward-{f.name.replace('_', '-')}",
+            dest=f"reward_{f.name}",
+            default=None,
+            metavar=f.name.upper(),
+            help=f"(metadata key reward_{f.name}; default: the run's, else {f.default!r})",
+        )
+
+
+def find_samples(path: Path) -> list[Path]:
+    if path.is_file():
+        if not SAMPLES_RE.match(path.name):
+            raise ValueError(
+                f"{path} is not an lm-eval samples file (samples_<task>_<date>.jsonl); "
+                "pass the file lm_eval --log_samples wrote, or its --output_path folder."
+            )
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist")
+    files = sorted(p for p in path.rglob("samples_*.jsonl") if SAMPLES_RE.match(p.name))
+    files = [p for p in files if "rescored" not in p.relative_to(path).parts]
+    if not files:
+        raise FileNotFoundError(
+            f"no samples_<task>_<date>.jsonl under {path}: run lm_eval with --log_samples "
+            "(add --predict_only to skip inline scoring)."
+        )
+    return files
+
+
+def run_metadata(samples_file: Path, task: str) -> dict:
+    """The `reward_*` metadata of the run that wrote `samples_file` (from its results JSON)."""
+    date = SAMPLES_RE.match(samples_file.name)["date"]
+    results = samples_file.parent / f"results_{date}.json"
+    if not results.is_file():
+        return {}
+    config = json.loads(results.read_text(encoding="utf-8")).get("configs", {}).get(task, {})
+    metadata = config.get("metadata") or {}
+    return {k: v for k, v in metadata.items() if k.startswith("reward_")}
+
+
+def run(args) -> int:
+    from rgen_harness.metrics.reward.samples import rescore_file, write_results
+
+    files = find_samples(args.path)
+    root = args.path if args.path.is_dir() else args.path.parent
+    out_root = args.output_dir or root / "rescored"
+    given = {k: v for k, v in vars(args).items() if k.startswith("reward_") and v is not None}
+    date = datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
+    by_folder: dict[Path, dict] = {}
+    for path in files:
+        task = SAMPLES_RE.match(path.name)["task"]
+        metadata = {**run_metadata(path, task), **given}
+        out_dir = out_root / path.parent.relative_to(root)
+        print(f"scoring {path} ({task})", file=sys.stderr, flush=True)
+        summary = rescore_file(path, out_dir / path.name, task=task, metadata=metadata)
+        folder = by_folder.setdefault(out_dir, {})
+        if task in folder:
+            raise ValueError(
+                f"{path.parent} holds several samples files of task {task!r}; pass one file."
+            )
+        folder[task] = summary
+    for out_dir, summaries in by_folder.items():
+        table = write_results(
+            out_dir / f"results_{date}.json",
+            summaries,
+            bootstrap_iters=args.bootstrap_iters,
+        )
+        print(table)
+        print(f"wrote {out_dir}")
+    return 0

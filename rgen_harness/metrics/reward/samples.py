@@ -1,0 +1,132 @@
+"""Rescoring lm-eval logged samples with the reward scorer (`rgen-harness score`).
+
+A samples line holds `doc`, `arguments` ({"gen_args_0": {"arg_0": context, "arg_1": gen_kwargs}})
+and `filtered_resps`. For the deita tasks the context is a ChatRequest and the response a
+ChatResult, so the history is rebuilt exactly as the task builds it inline (same dropped turns,
+no QCR criteria turns). For a plain generate_until task the prompt is one user turn and the
+response the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rgen_harness.chat.budget import drop_oldest
+from rgen_harness.chat.protocol import ChatRequest, ChatResult, RoundRecord
+from rgen_harness.metrics.scorers import MetricSpec, ScoredItem
+
+
+@dataclass
+class FileSummary:
+    task: str
+    metrics: tuple[MetricSpec, ...]
+    values: dict[str, list[float]] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+
+def _item(sample: dict, task: str, where: str) -> tuple[ScoredItem, bool]:
+    """The ScoredItem of one logged sample, and whether it is a ChatResult (deita) sample."""
+    try:
+        context = sample["arguments"]["gen_args_0"]["arg_0"]
+        response = sample["filtered_resps"][0]
+        doc = sample["doc"]
+    except (KeyError, IndexError, TypeError) as e:
+        raise ValueError(
+            f"{where}: not a generate_until sample from lm_eval --log_samples (missing {e}); "
+            "rescore the samples files lm_eval wrote, unchanged."
+        ) from None
+    try:
+        request = ChatRequest.parse(context)
+    except ValueError:
+        request = None
+    if request is not None:
+        try:
+            result = ChatResult.from_json(response)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: filtered_resps[0] is not a ChatResult ({e})") from None
+        history = drop_oldest(request.messages, result.dropped_turns)
+        return ScoredItem(task=task, doc=doc, result=result, history=history), True
+    result = ChatResult(status="ok", rounds=[RoundRecord(prompt=str(context), reply=str(response))])
+    history = [{"role": "user", "content": str(context)}]
+    return ScoredItem(task=task, doc=doc, result=result, history=history), False
+
+
+def rescore_file(src: Path, dst: Path, *, task: str, metadata: dict) -> FileSummary:
+    from rgen_harness.metrics.reward.scorer import from_metadata
+
+    samples, items, chat = [], [], []
+    with open(src, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                sample = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{src}:{number}: not JSON ({e})") from None
+            item, is_chat = _item(sample, task, f"{src}:{number}")
+            samples.append(sample)
+            items.append(item)
+            chat.append(is_chat)
+    scorer = from_metadata(metadata)
+    rows = scorer.score(items)
+    summary = FileSummary(task, tuple(scorer.metrics), config=asdict(scorer.config))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst, "w", encoding="utf-8") as out:
+        for sample, item, is_chat, row in zip(samples, items, chat, rows, strict=True):
+            if is_chat:
+                item.result.scores.update(row)
+                sample["filtered_resps"][0] = item.result.to_json()
+            for name, value in row.items():
+                sample[name] = value
+                summary.values.setdefault(name, []).append(value)
+            sample["metrics"] = list(dict.fromkeys([*sample.get("metrics", []), *row]))
+            out.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    return summary
+
+
+def aggregate(summary: FileSummary, *, bootstrap_iters: int) -> dict[str, float | str]:
+    """Per metric `name,none` and `name_stderr,none`, as lm-eval reports them."""
+    from lm_eval.api.metrics import stderr_for_metric
+    from lm_eval.api.registry import get_aggregation
+
+    from rgen_harness.metrics import reply_stats
+
+    reply_stats.register()  # the `sum` aggregation
+    out: dict[str, float | str] = {"alias": summary.task}
+    for spec in summary.metrics:
+        values = summary.values.get(spec.name, [])
+        agg = get_aggregation(spec.aggregation)
+        value = float(agg(values)) if values else math.nan
+        stderr_fn = stderr_for_metric(agg, bootstrap_iters) if len(values) > 1 else None
+        out[f"{spec.name},none"] = value
+        out[f"{spec.name}_stderr,none"] = (
+            float(stderr_fn(values)) if stderr_fn is not None else "N/A"
+        )
+    return out
+
+
+def write_results(path: Path, summaries: dict[str, FileSummary], *, bootstrap_iters: int) -> str:
+    """Write an lm-eval style results JSON; return the table lm-eval would print."""
+    from lm_eval.utils import make_table
+
+    results = {
+        "results": {
+            task: aggregate(s, bootstrap_iters=bootstrap_iters) for task, s in summaries.items()
+        },
+        "versions": {task: "N/A" for task in summaries},
+        "n-shot": {task: 0 for task in summaries},
+        "higher_is_better": {
+            task: {m.name: m.higher_is_better for m in s.metrics} for task, s in summaries.items()
+        },
+        "n-samples": {
+            task: {"effective": len(next(iter(s.values.values()), []))}
+            for task, s in summaries.items()
+        },
+        "reward_config": {task: s.config for task, s in summaries.items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    return make_table(results)
