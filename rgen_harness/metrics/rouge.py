@@ -1,7 +1,7 @@
 """ROUGE-1/2/L (precision, recall, F) of each reply against the dataset's reference reply.
 
 Metrics: `rouge1_p`, `rouge1_r`, `rouge1_f`, `rouge2_*`, `rougeL_*` (0..1, higher is better),
-NaN for replies that were not generated (skipped or failed), averaged with `nanmean`.
+NaN for replies that were not generated (skipped or failed), which the mean leaves out.
 
 Tokens come from `CJKTokenizer` (CJK characters one by one, other words lowercased, no
 stemming), so Chinese and mixed replies are scored too. ROUGE-1/2 are rouge_score's n-gram

@@ -2,7 +2,8 @@
 
 Metric `similarity` (-1..1, in practice 0..1; higher is better), NaN for replies that were not
 generated, 0.0 for an empty reply (an embedding of nothing says nothing about the reply).
-Opt-in because it loads a second model: `--metadata '{"scorers": "rouge,similarity"}'`.
+Opt-in because it loads another model: list it with the other scorers wanted, e.g.
+`--metadata '{"scorers": "reward,rouge,similarity"}'`.
 
 Options (task metadata, validated at task start):
 - `similarity_model`: hub id or local folder of a transformers encoder (default BAAI/bge-m3,

@@ -26,7 +26,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ class EngineSpec:
     backend: Literal["auto", "turbomind", "pytorch"]
     args: Any  # rgen_harness.models.lmdeploy_config.LMDeployArgs
     log_level: str = "WARNING"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -242,11 +242,14 @@ class LMDeployLM(TemplateLM):
             until, max_gen_toks, rest = split_gen_kwargs(
                 gen_kwargs, default_max_gen_toks=self.max_gen_toks, eos=self._eos_text()
             )
+            eos = self._eos_text()  # already a stop token id in lmdeploy
             config = generation_config(
                 rest,
                 max_gen_toks=max_gen_toks,
                 default_seed=self.args.seed,
-                single_token_stops=[u for u in until if u and self._is_single_token(u)],
+                single_token_stops=[
+                    u for u in until if u and u != eos and self._is_single_token(u)
+                ],
             )
             hit = (until, config, max_gen_toks)
             self._gen_cache[key] = hit
