@@ -94,7 +94,9 @@ def wheel(tmp_path_factory):
 def test_wheel_installs_the_hook_and_entry_points(wheel):
     names = wheel.namelist()
     assert "rgen_harness.pth" in names  # at the top of site-packages
-    assert wheel.read("rgen_harness.pth").decode().strip() == "import rgen_harness._hook"
+    line = wheel.read("rgen_harness.pth").decode().strip()
+    assert line.startswith("import os;") and "RGEN_HARNESS_DISABLE_HOOK" in line
+    assert line.endswith("__import__('rgen_harness._hook')")
     assert "rgen_harness/tasks/deita_qr.yaml" in names
     assert "rgen_harness/prompts/qcr_v1.yaml" in names
     assert "rgen_harness/data/sample/deita_sample.jsonl" in names

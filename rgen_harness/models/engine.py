@@ -129,26 +129,29 @@ def release_all() -> int:
     return count
 
 
-def create_engine(spec: EngineSpec) -> InferenceEngine:
-    """The real lmdeploy engine, or the factory named by RGEN_HARNESS_LMDEPLOY_ENGINE."""
+def engine_factory():
+    """The real lmdeploy factory, or the one named by RGEN_HARNESS_LMDEPLOY_ENGINE."""
     target = os.environ.get(ENGINE_ENV, "").strip()
-    if target:
-        module_name, _, attr = target.partition(":")
-        if not module_name or not attr:
-            raise ValueError(
-                f"{ENGINE_ENV}={target!r} must be 'module:factory', e.g. "
-                "rgen_harness.models.hf_standin:build_hf_standin"
-            )
-        factory = getattr(importlib.import_module(module_name), attr)
-        log.warning("lmdeploy inference replaced by %s (%s is set)", target, ENGINE_ENV)
-    else:
-        factory = build_lmdeploy_engine
+    if not target:
+        return build_lmdeploy_engine
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ValueError(
+            f"{ENGINE_ENV}={target!r} must be 'module:factory', e.g. "
+            "rgen_harness.models.hf_standin:build_hf_standin"
+        )
+    factory = getattr(importlib.import_module(module_name), attr)
+    log.warning("lmdeploy inference replaced by %s (%s is set)", target, ENGINE_ENV)
+    return factory
+
+
+def create_engine(spec: EngineSpec, factory=None) -> InferenceEngine:
+    """Build an engine with `factory` (default: `engine_factory()`) and list it as live."""
+    factory = factory or engine_factory()
     engine = factory(spec)
     for name in ("infer", "prompt_logprobs", "close", "backend", "session_len"):
         if not hasattr(engine, name):
-            raise TypeError(
-                f"engine factory {target or 'lmdeploy'} returned an engine without {name}"
-            )
+            raise TypeError(f"engine factory {factory!r} returned an engine without {name}")
     return register(engine)
 
 

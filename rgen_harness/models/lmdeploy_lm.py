@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from rgen_harness.chat.protocol import REQUEST_TYPE
 from rgen_harness.chat.runner import Generation, LMChatBackend, RoundCache, run_rounds
-from rgen_harness.models.engine import EngineSpec, create_engine, free_memory
+from rgen_harness.models.engine import EngineSpec, create_engine, engine_factory, free_memory
 from rgen_harness.models.lmdeploy_config import (
     LMDeployArgs,
     generation_config,
@@ -113,6 +113,7 @@ class LMDeployLM(TemplateLM):
             args=self.args,
             log_level=self.args.log_level,
         )
+        self._factory = engine_factory()  # a rebuilt engine comes from the same factory
         self._engine = None
         self.throughput = ThroughputLog()
         self._gen_cache: dict[str, tuple[list[str], Any]] = {}
@@ -125,7 +126,7 @@ class LMDeployLM(TemplateLM):
         if self._engine is None or getattr(self._engine, "closed", False):
             if self._engine is not None:
                 log.info("the lmdeploy engine was released; building it again")
-            self._engine = create_engine(self._spec)
+            self._engine = create_engine(self._spec, self._factory)
         return self._engine
 
     def release(self) -> None:
