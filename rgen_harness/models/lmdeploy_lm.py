@@ -322,13 +322,16 @@ class LMDeployLM(TemplateLM):
             engine_calls=1,
             wall_s=time.perf_counter() - start,
         )
-        if failures:
-            raise GenerationFailed(self._failure_report(requests, failures))
         out = []
         for req, resp, until in zip(requests, responses, untils, strict=True):
+            if resp.finish_reason in FAILED:
+                continue
             text = cut_at_stops(resp.text, until)
             out.append(text)
+            # Cached before any failure is raised: with --use_cache a rerun redoes only those.
             self.cache_hook.add_partial("generate_until", req.args, text)
+        if failures:
+            raise GenerationFailed(self._failure_report(requests, failures))
         return out
 
     @staticmethod
@@ -348,7 +351,8 @@ class LMDeployLM(TemplateLM):
             lines.append(f"  ... and {len(failures) - MAX_LISTED_FAILURES} more")
         lines.append(
             "Context too long: lower max_gen_toks or raise session_len; out of memory: lower "
-            "cache_max_entry_count or max_batch_size."
+            "cache_max_entry_count or max_batch_size. With --use_cache, a rerun regenerates "
+            "only the failed requests."
         )
         return "\n".join(lines)
 

@@ -57,22 +57,19 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 600):
     return fast
 
 
-def build_chat_model(
-    out_dir: str | Path,
-    *,
-    arch: str = "llama",
-    max_position_embeddings: int = 1024,
-    seed: int = 0,
+def _build(
+    out_dir: str | Path, *, kind: str, arch: str, max_position_embeddings: int, seed: int
 ) -> Path:
-    """A 2-layer causal LM (llama or qwen2 architecture) with the tiny tokenizer."""
+    """Tokenizer + a 2-layer, 64-wide random model of `arch`, saved once (a marker file)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     out_dir = Path(out_dir)
     if (out_dir / _MARKER).is_file():
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(out_dir)
+    head = {"num_labels": 1} if kind == "reward" else {"tie_word_embeddings": False}
     config = AutoConfig.for_model(
         arch,
         vocab_size=len(tok),
@@ -85,49 +82,37 @@ def build_chat_model(
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
+        **head,
     )
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
+    if kind == "reward":
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = AutoModelForCausalLM.from_config(config)
+        model.generation_config.eos_token_id = tok.eos_token_id
+        model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out_dir)
-    (out_dir / _MARKER).write_text(json.dumps({"kind": "chat", "arch": arch, "seed": seed}))
+    (out_dir / _MARKER).write_text(json.dumps({"kind": kind, "arch": arch, "seed": seed}))
     return out_dir
+
+
+def build_chat_model(
+    out_dir: str | Path, *, arch: str = "llama", max_position_embeddings: int = 1024, seed: int = 0
+) -> Path:
+    """A causal LM (llama or qwen2 architecture) with the tiny ChatML tokenizer."""
+    return _build(
+        out_dir, kind="chat", arch=arch, max_position_embeddings=max_position_embeddings, seed=seed
+    )
 
 
 def build_reward_model(
-    out_dir: str | Path,
-    *,
-    arch: str = "llama",
-    max_position_embeddings: int = 1024,
-    seed: int = 1,
+    out_dir: str | Path, *, arch: str = "llama", max_position_embeddings: int = 1024, seed: int = 1
 ) -> Path:
-    """A 2-layer sequence-classification reward model (one score per sequence)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    out_dir = Path(out_dir)
-    if (out_dir / _MARKER).is_file():
-        return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(out_dir)
-    config = AutoConfig.for_model(
-        arch,
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+    """A sequence-classification reward model (one score per sequence)."""
+    return _build(
+        out_dir,
+        kind="reward",
+        arch=arch,
         max_position_embeddings=max_position_embeddings,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
+        seed=seed,
     )
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(config)
-    model.save_pretrained(out_dir)
-    (out_dir / _MARKER).write_text(json.dumps({"kind": "reward", "arch": arch, "seed": seed}))
-    return out_dir

@@ -66,6 +66,24 @@ def test_engine_error_is_raised_with_request_and_message(lmdeploy_standin, monke
     assert "request 1" in message and "injected failure" in message and "internal_error" in message
 
 
+def test_replies_before_a_failure_are_cached_for_the_rerun(lmdeploy_standin, monkeypatch, tmp_path):
+    from lm_eval.api.model import CacheHook, CachingLM
+
+    monkeypatch.setattr(lmdeploy_standin.engine, "fail", re.compile("POISON"))
+    requests = [gen("fine prompt", max_gen_toks=3), gen("a POISON prompt", max_gen_toks=3)]
+    cached = CachingLM(lmdeploy_standin, str(tmp_path / "c.db"))
+    try:
+        with pytest.raises(GenerationFailed):
+            cached.generate_until(requests)
+        monkeypatch.setattr(lmdeploy_standin.engine, "fail", None)
+        lmdeploy_standin.engine.calls.clear()
+        out = cached.generate_until(requests)
+        assert lmdeploy_standin.engine.calls == [("infer", 1)]  # only the failed one again
+        assert out[0] == lmdeploy_standin.generate_until(requests[:1])[0]
+    finally:
+        lmdeploy_standin.set_cache_hook(CacheHook(None))
+
+
 def test_context_over_max_length_is_left_truncated(lmdeploy_standin):
     long_context = "accuracy depth clarity " * 400  # far beyond session_len=1024 tokens
     out = lmdeploy_standin.generate_until([gen(long_context, max_gen_toks=4)])

@@ -59,6 +59,11 @@ class HFRewardBackend:
 
         self.device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, self.device)
+        if self.device.startswith("cuda"):
+            from rgen_harness.metrics.reward.backends.lmdeploy import release_generator
+
+            if release_generator():  # an lmdeploy generator holds most of the GPU otherwise
+                log.info("released the generator engine before loading the reward model")
         if INTERNLM2_REWARD_ARCH in (model_config.get("architectures") or []):
             if not trust_remote_code:
                 raise ValueError(
@@ -121,14 +126,10 @@ class HFRewardBackend:
         return _first_label(logits)[0]
 
     def close(self) -> None:
-        import gc
-
-        import torch
+        from rgen_harness.models.engine import free_memory
 
         self.model = self.head = self.body = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
 
 def _first_label(values) -> list[float]:

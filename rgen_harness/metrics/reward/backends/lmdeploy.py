@@ -10,7 +10,6 @@ GPUs. Put the reward model on other GPUs or another node with the `server` backe
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 
@@ -23,22 +22,13 @@ INSTALL_HINT = 'pip install "rgen-harness[lmdeploy]"'
 KV_CACHE_SHARE = 0.5
 
 
-def release_generator() -> bool:
-    """Free the in-process generator engine, if the lmdeploy model backend provides a way."""
-    try:
-        from rgen_harness.models.engine import release_all
-    except ImportError:
-        return False
-    release_all()
-    gc.collect()
-    try:
-        import torch
+def release_generator() -> int:
+    """Close every in-process generator engine and free its GPU memory; returns how many."""
+    from rgen_harness.models.engine import free_memory, release_all
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-    return True
+    closed = release_all()
+    free_memory()
+    return closed
 
 
 class LMDeployRewardBackend:
@@ -92,11 +82,6 @@ class LMDeployRewardBackend:
         pipe, self.pipe = getattr(self, "pipe", None), None
         if pipe is not None:
             pipe.close()
-        gc.collect()
-        try:
-            import torch
+        from rgen_harness.models.engine import free_memory
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        free_memory()
