@@ -2,8 +2,9 @@
 
 Reads lm-eval logged samples (`samples_<task>_<date>.jsonl` from `--log_samples`, e.g. of a
 `--predict_only` run), scores them with the same scorer the tasks use inline, and writes updated
-samples plus a `results_<date>.json` (per task: each reward metric and its stderr) into the
-output folder, mirroring the input layout. Settings not given on the command line are taken from
+samples plus a `results_<date>.json` (per task: each reward metric and its stderr; the run's
+model and config carried over, its model_name marked "(rescored)") into the output folder
+(default `<dir>/rescored`), mirroring the input layout. Settings not given on the command line are taken from
 the run's own `reward_*` metadata (in its results JSON), so the same model reproduces the inline
 scores.
 """
@@ -15,9 +16,20 @@ import json
 import re
 import sys
 from dataclasses import fields
-from datetime import datetime
 from pathlib import Path
 
+# Top-level keys of the original results JSON that a rescored one keeps (the model and its
+# settings); its own results and reward settings replace the rest.
+CARRIED_KEYS = (
+    "config",
+    "model_name",
+    "model_name_sanitized",
+    "model_source",
+    "git_hash",
+    "pretty_env_info",
+    "transformers_version",
+    "lm_eval_version",
+)
 SAMPLES_RE = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.jsonl$")
 
 
@@ -68,15 +80,28 @@ def find_samples(path: Path) -> list[Path]:
     return files
 
 
-def run_metadata(samples_file: Path, task: str) -> dict:
-    """The `reward_*` metadata of the run that wrote `samples_file` (from its results JSON)."""
+def run_results(samples_file: Path) -> dict:
+    """The results JSON lm-eval wrote beside `samples_file` ({} if there is none)."""
     date = SAMPLES_RE.match(samples_file.name)["date"]
     results = samples_file.parent / f"results_{date}.json"
-    if not results.is_file():
-        return {}
-    config = json.loads(results.read_text(encoding="utf-8")).get("configs", {}).get(task, {})
+    return json.loads(results.read_text(encoding="utf-8")) if results.is_file() else {}
+
+
+def run_metadata(samples_file: Path, task: str) -> dict:
+    """The `reward_*` metadata of the run that wrote `samples_file` (from its results JSON)."""
+    config = run_results(samples_file).get("configs", {}).get(task, {})
     metadata = config.get("metadata") or {}
     return {k: v for k, v in metadata.items() if k.startswith("reward_")}
+
+
+def rescored_base(samples_file: Path) -> dict:
+    """Top-level keys of the original run to carry over, its model marked as rescored."""
+    original = run_results(samples_file)
+    base = {k: v for k, v in original.items() if k in CARRIED_KEYS}
+    name = original.get("model_name") or samples_file.parent.name
+    base["model_name"] = f"{name} (rescored)"
+    base["rescored_from"] = str(samples_file.parent)
+    return base
 
 
 def run(args) -> int:
@@ -86,8 +111,9 @@ def run(args) -> int:
     root = args.path if args.path.is_dir() else args.path.parent
     out_root = args.output_dir or root / "rescored"
     given = {k: v for k, v in vars(args).items() if k.startswith("reward_") and v is not None}
-    date = datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
     by_folder: dict[Path, dict] = {}
+    dates: dict[Path, str] = {}
+    bases: dict[Path, dict] = {}
     for path in files:
         task = SAMPLES_RE.match(path.name)["task"]
         metadata = {**run_metadata(path, task), **given}
@@ -100,11 +126,15 @@ def run(args) -> int:
                 f"{path.parent} holds several samples files of task {task!r}; pass one file."
             )
         folder[task] = summary
+        # Named like the samples it scored, so results and samples pair up as lm-eval's do.
+        dates.setdefault(out_dir, SAMPLES_RE.match(path.name)["date"])
+        bases.setdefault(out_dir, rescored_base(path))
     for out_dir, summaries in by_folder.items():
         table = write_results(
-            out_dir / f"results_{date}.json",
+            out_dir / f"results_{dates[out_dir]}.json",
             summaries,
             bootstrap_iters=args.bootstrap_iters,
+            base=bases[out_dir],
         )
         print(table)
         print(f"wrote {out_dir}")

@@ -40,11 +40,9 @@ class DeitaTask(ConfigurableTask):
 
         for scorer in self._scorers:
             for spec in scorer.metrics:
-                # NaNs never reach the aggregation (process_results drops them).
-                aggregation = "mean" if spec.aggregation == "nanmean" else spec.aggregation
                 self._metric_fn_list[spec.name] = reply_stats.passthrough
                 self._metric_fn_kwargs[spec.name] = {}
-                self._aggregation_list[spec.name] = get_aggregation(aggregation)
+                self._aggregation_list[spec.name] = get_aggregation(spec.lm_eval_aggregation)
                 self._higher_is_better[spec.name] = spec.higher_is_better
 
     # -- what a doc looks like to lm-eval -------------------------------------------------
@@ -130,9 +128,8 @@ class DeitaTask(ConfigurableTask):
             for spec in scorer.metrics:
                 stats[spec.name] = float(result.scores.get(spec.name, math.nan))
         # A value that does not apply (NaN: reply not generated, not scored) is left out, so each
-        # mean runs over the docs it applies to and lm-eval logs the per-metric counts. Using
-        # `mean` rather than `nanmean` also keeps lm-eval's closed-form stderr: `nanmean` is
-        # bootstrapped with 100k resamples in Python, minutes per metric on 6k docs.
+        # mean runs over the docs it applies to (see MetricSpec.lm_eval_aggregation) and lm-eval
+        # logs the per-metric counts.
         return {k: v for k, v in stats.items() if not math.isnan(v)}
 
 

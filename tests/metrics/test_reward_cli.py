@@ -103,9 +103,16 @@ def test_rescoring_the_samples_reproduces_them(run_dir):
     rescored = json.loads(next((out / "again").rglob("results_*.json")).read_text())
     inline = json.loads(next((out / "results").rglob("results_*.json")).read_text())
     for task in ("deita_qr", "deita_qcr"):
-        assert rescored["results"][task]["reward,none"] == pytest.approx(
-            inline["results"][task]["reward,none"], abs=1e-6
-        )
+        for key in ("reward,none", "reward_stderr,none", "reward_n,none"):
+            assert rescored["results"][task][key] == pytest.approx(
+                inline["results"][task][key], abs=1e-6
+            )
+    # The rescored run keeps the model's settings, is labelled, and pairs with its samples.
+    assert rescored["config"]["model_args"] == inline["config"]["model_args"]
+    assert rescored["model_name"].endswith("(rescored)")
+    (res_path,) = (out / "again").rglob("results_*.json")
+    date = res_path.name[len("results_") : -len(".json")]
+    assert (res_path.parent / f"samples_deita_qr_{date}.jsonl").is_file()
 
 
 def test_plain_generate_until_task_with_the_reward_filter(tiny_dir, tmp_path):

@@ -97,8 +97,9 @@ def aggregate(summary: FileSummary, *, bootstrap_iters: int) -> dict[str, float 
     reply_stats.register()  # the `sum` aggregation
     out: dict[str, float | str] = {"alias": summary.task}
     for spec in summary.metrics:
-        values = summary.values.get(spec.name, [])
-        agg = get_aggregation(spec.aggregation)
+        # As the task does: values that do not apply (NaN) are left out before aggregating.
+        values = [v for v in summary.values.get(spec.name, []) if not math.isnan(v)]
+        agg = get_aggregation(spec.lm_eval_aggregation)
         value = float(agg(values)) if values else math.nan
         stderr_fn = stderr_for_metric(agg, bootstrap_iters) if len(values) > 1 else None
         out[f"{spec.name},none"] = value
@@ -108,11 +109,21 @@ def aggregate(summary: FileSummary, *, bootstrap_iters: int) -> dict[str, float 
     return out
 
 
-def write_results(path: Path, summaries: dict[str, FileSummary], *, bootstrap_iters: int) -> str:
-    """Write an lm-eval style results JSON; return the table lm-eval would print."""
+def write_results(
+    path: Path,
+    summaries: dict[str, FileSummary],
+    *,
+    bootstrap_iters: int,
+    base: dict | None = None,
+) -> str:
+    """Write an lm-eval style results JSON; return the table lm-eval would print.
+
+    `base` holds the top-level keys of the scored run's own results JSON (config, model_name,
+    ...), kept so the rescored run reads like the original one."""
     from lm_eval.utils import make_table
 
     results = {
+        **(base or {}),
         "results": {
             task: aggregate(s, bootstrap_iters=bootstrap_iters) for task, s in summaries.items()
         },
