@@ -4,9 +4,9 @@ Reads lm-eval logged samples (`samples_<task>_<date>.jsonl` from `--log_samples`
 `--predict_only` run), scores them with the same scorer the tasks use inline, and writes updated
 samples plus a `results_<date>.json` (per task: each reward metric and its stderr; the run's
 model and config carried over, its model_name marked "(rescored)") into the output folder
-(default `<dir>/rescored`), mirroring the input layout. Settings not given on the command line are taken from
-the run's own `reward_*` metadata (in its results JSON), so the same model reproduces the inline
-scores.
+(default `<dir>/rescored`), mirroring the input layout. Settings not given on the command line
+are taken from the run's own `reward_*` metadata (in its results JSON), so the same model
+reproduces the inline scores.
 """
 
 from __future__ import annotations

@@ -302,6 +302,16 @@ class LMDeployLM(TemplateLM):
                 return max(0, resp.generate_token_len - 1)
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def _record_call(self, kind: str, samples: int, responses, start: float) -> None:
+        """Throughput of one engine call that served `samples` lm-eval requests."""
+        self.throughput.record(
+            kind,
+            samples=samples,
+            responses=responses,
+            engine_calls=1,
+            wall_s=time.perf_counter() - start,
+        )
+
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         if not requests:
             return []
@@ -315,13 +325,7 @@ class LMDeployLM(TemplateLM):
             untils.append(until)
         responses = self._engine_generate(prompts, configs, use_tqdm=not disable_tqdm)
         failures = [(i, r) for i, r in enumerate(responses) if r.finish_reason in FAILED]
-        self.throughput.record(
-            "generate_until",
-            samples=len(requests),
-            responses=responses,
-            engine_calls=1,
-            wall_s=time.perf_counter() - start,
-        )
+        self._record_call("generate_until", len(requests), responses, start)
         out = []
         for req, resp, until in zip(requests, responses, untils, strict=True):
             if resp.finish_reason in FAILED:
@@ -381,13 +385,7 @@ class LMDeployLM(TemplateLM):
         self._require_prompt_logprobs("loglikelihood")
         start = time.perf_counter()
         answers, responses = self._score_tokens(requests, disable_tqdm)
-        self.throughput.record(
-            "loglikelihood",
-            samples=len(requests),
-            responses=responses,
-            engine_calls=1,
-            wall_s=time.perf_counter() - start,
-        )
+        self._record_call("loglikelihood", len(requests), responses, start)
         return answers
 
     def _score_tokens(self, requests, disable_tqdm: bool) -> tuple[list, list]:
@@ -456,13 +454,7 @@ class LMDeployLM(TemplateLM):
                 windows.append((None, *window))
                 owners.append(i)
         scores, responses = self._score_tokens(windows, disable_tqdm)
-        self.throughput.record(
-            "loglikelihood_rolling",
-            samples=len(requests),
-            responses=responses,
-            engine_calls=1,
-            wall_s=time.perf_counter() - start,
-        )
+        self._record_call("loglikelihood_rolling", len(requests), responses, start)
         totals = [0.0] * len(requests)
         for owner, (logprob, _) in zip(owners, scores, strict=True):
             totals[owner] += logprob

@@ -7,23 +7,13 @@ import math
 import random
 
 import pytest
+from scored_items import item
 
-from rgen_harness.chat.protocol import ChatResult, RoundRecord
 from rgen_harness.metrics.cjk_tokenizer import CJKTokenizer
 from rgen_harness.metrics.rouge import METRICS, RougeReplyScorer, build
-from rgen_harness.metrics.scorers import DEFAULT_SCORERS, ScoredItem, build_scorers
+from rgen_harness.metrics.scorers import DEFAULT_SCORERS, build_scorers
 
 NAMES = [f"{t}_{p}" for t in ("rouge1", "rouge2", "rougeL") for p in ("p", "r", "f")]
-
-
-def item(reply: str, reference: str, status: str = "ok") -> ScoredItem:
-    rounds = [RoundRecord(prompt="p", reply=reply)] if status == "ok" else []
-    return ScoredItem(
-        task="deita_qr",
-        doc={"id": "x", "reference": reference},
-        result=ChatResult(status=status, rounds=rounds),
-        history=[],
-    )
 
 
 def test_metric_names_are_the_contract():

@@ -9,11 +9,10 @@ import os
 import subprocess
 
 import pytest
+from scored_items import item
 
-from rgen_harness.chat.protocol import ChatResult, RoundRecord
 from rgen_harness.metrics import similarity as sim
 from rgen_harness.metrics.rouge import RougeReplyScorer
-from rgen_harness.metrics.scorers import ScoredItem
 
 EN = "A list is mutable: you can change it. A tuple is immutable once created."
 EN_PARAPHRASE = "Tuples cannot be changed after creation, while lists can be modified."
@@ -33,16 +32,6 @@ def model_dir() -> str:
 @pytest.fixture(scope="module")
 def scorer(model_dir):
     return sim.build({"similarity_model": model_dir, "similarity_batch_size": 4})
-
-
-def item(reply: str, reference: str, status: str = "ok") -> ScoredItem:
-    rounds = [RoundRecord(prompt="p", reply=reply)] if status == "ok" else []
-    return ScoredItem(
-        task="deita_qr",
-        doc={"id": "x", "reference": reference},
-        result=ChatResult(status=status, rounds=rounds),
-        history=[],
-    )
 
 
 @pytest.mark.parametrize("text", [EN, ZH])
