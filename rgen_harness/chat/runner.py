@@ -72,8 +72,15 @@ class RoundCache:
 
     @classmethod
     def of(cls, lm) -> RoundCache | None:
-        db = getattr(getattr(lm, "cache_hook", None), "dbdict", None)
-        return cls(db) if db is not None else None
+        """The model's cache, its file checked first (a broken one is set aside and restarted)."""
+        from rgen_harness.cache_files import reopen_if_broken
+
+        hook = getattr(lm, "cache_hook", None)
+        db = getattr(hook, "dbdict", None)
+        if db is None:
+            return None
+        hook.dbdict = reopen_if_broken(db)
+        return cls(hook.dbdict)
 
     @staticmethod
     def _cacheable(gen_kwargs: dict) -> bool:

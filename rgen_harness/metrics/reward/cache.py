@@ -2,7 +2,9 @@
 
 Scores are written after every batch, so an interrupted run keeps what it finished and a
 repeated run (another generator, a rescoring, the reference replies) never scores an input
-twice. Only finite scores are stored: a failure is retried next time.
+twice. Only finite scores are stored: a failure is retried next time. A broken cache file
+(garbled, truncated, other tables) is set aside with a warning and started again when it opens
+(see `rgen_harness.cache_files`), never discovered at the first lookup.
 """
 
 from __future__ import annotations
@@ -13,11 +15,22 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from rgen_harness.cache_files import set_aside_if_broken
+
+FILE_NAME = "scores.sqlite"
+COLUMNS = {"scores": ("model", "ids_sha256", "n_tokens", "score")}
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS scores ("
     " model TEXT NOT NULL, ids_sha256 TEXT NOT NULL, n_tokens INTEGER NOT NULL,"
     " score REAL NOT NULL, PRIMARY KEY (model, ids_sha256))"
 )
+
+
+def check_folder(folder: Path | None) -> Path | None:
+    """Set aside a broken cache file in `folder` (before any work); return where it went."""
+    if folder is None:
+        return None
+    return set_aside_if_broken(Path(folder) / FILE_NAME, COLUMNS, what="reward score cache")
 
 
 def ids_digest(ids: list[int]) -> str:
@@ -29,10 +42,11 @@ class ScoreCache:
 
     def __init__(self, folder: Path | None, model_key: str) -> None:
         self.model_key = model_key
-        self.path = None if folder is None else Path(folder) / "scores.sqlite"
+        self.path = None if folder is None else Path(folder) / FILE_NAME
         self._db = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_folder(self.path.parent)
             self._db = sqlite3.connect(self.path, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(SCHEMA)
