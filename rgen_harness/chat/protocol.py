@@ -105,13 +105,23 @@ class ChatResult:
         return self.rounds[-1].reply if self.status == "ok" and self.rounds else ""
 
     def to_json(self) -> str:
+        """Strict JSON: a score that does not apply (NaN, inf) is written as null, which every
+        JSON reader accepts (jq, JavaScript); `from_json` reads it back as NaN."""
+        import math
+
         data = asdict(self)
         data["reply"] = self.reply
-        return json.dumps(data, ensure_ascii=False)
+        data["scores"] = {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in self.scores.items()
+        }
+        return json.dumps(data, ensure_ascii=False, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> ChatResult:
         data = json.loads(text)
         data.pop("reply", None)
         data["rounds"] = [RoundRecord(**r) for r in data.get("rounds", [])]
+        scores = data.get("scores") or {}
+        data["scores"] = {k: float("nan") if v is None else v for k, v in scores.items()}
         return cls(**data)
