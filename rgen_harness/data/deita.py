@@ -14,13 +14,14 @@ row, its id and the problem.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from rgen_harness.data.local_files import BadLine, DeitaFileError, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class DeitaSource:
                 f"on_bad_row={on_bad_row!r} is not valid: use --metadata "
                 '\'{"on_bad_row": "skip"}\' (count malformed rows) or "error" (stop at the first).'
             )
-        raw_path = metadata.get("deita_path")
+        raw_path = _text_option(metadata, "deita_path", "/data/deita-6k.jsonl")
         path = None
         if raw_path not in (None, ""):
             if str(raw_path) == "sample":
@@ -75,8 +76,8 @@ class DeitaSource:
                     )
         return cls(
             path=path,
-            dataset=str(metadata.get("deita_dataset") or DEFAULT_DATASET),
-            split=str(metadata.get("deita_split") or "train"),
+            dataset=_text_option(metadata, "deita_dataset", DEFAULT_DATASET) or DEFAULT_DATASET,
+            split=_text_option(metadata, "deita_split", "train") or "train",
             on_bad_row=on_bad_row,
         )
 
@@ -84,38 +85,62 @@ class DeitaSource:
         return str(self.path) if self.path else f"{self.dataset} [{self.split}]"
 
 
-def read_rows(source: DeitaSource) -> list[dict]:
-    """Raw rows as Python dicts (no schema inference, so one odd row cannot break the rest)."""
+def _text_option(metadata: dict[str, Any], key: str, example: str) -> str | None:
+    value = metadata.get(key)
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return None if value is None else str(value)
+    raise ValueError(
+        f"metadata {key}={value!r} is a {type(value).__name__}, not a string: pass e.g. "
+        f'--metadata \'{{"{key}": "{example}"}}\'.'
+    )
+
+
+def read_rows(source: DeitaSource) -> list[Any]:
+    """Raw rows (no schema inference, so one odd row cannot break the rest); a JSONL line that
+    cannot be read at all is a `BadLine`. A file without rows is an error."""
     if source.path is None:
         import datasets  # honours HF_ENDPOINT / HF_HUB_OFFLINE like any hub download
 
-        return datasets.load_dataset(source.dataset, split=source.split).to_list()
-    suffix = source.path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+        rows = datasets.load_dataset(source.dataset, split=source.split).to_list()
+    else:
+        suffix = source.path.suffix.lower()
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        return pq.read_table(source.path).to_pylist()
-    text = source.path.read_text(encoding="utf-8")
-    if suffix == ".json":
-        data = json.loads(text)
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list):
-            raise ValueError(f"{source.path}: a .json file must hold a list of rows")
-        return data
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            # Kept as a row so that it is counted (or reported) like any other malformed row.
-            rows.append({"id": f"line{lineno}", "_parse_error": f"line {lineno} is not JSON: {e}"})
+            rows = pq.read_table(source.path).to_pylist()
+        elif suffix == ".json":
+            rows = read_json(source.path)
+        else:
+            rows = read_jsonl(source.path)
+    if not rows:
+        raise DeitaFileError(
+            f"{source.describe()} holds no rows: give a file with at least one conversation "
+            '(a \'conversations\' list of {"from", "value"} turns per row).'
+        )
     return rows
 
 
-def _turns(row: dict) -> Iterable[tuple[Any, Any]]:
+class _Bad(ValueError):
+    pass
+
+
+def _text_problem(text: str) -> str | None:
+    """Why `text` cannot be stored (Arrow needs valid UTF-8), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (
+            f"holds a lone surrogate U+{ord(text[e.start]):04X} at character {e.start} (an "
+            "invalid UTF-8 byte, or an escape such as \\ud800 that is not valid Unicode)"
+        )
+    return None
+
+
+def _short(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _turns(row: dict) -> Iterable[tuple[str, str]]:
     conv = row.get("conversations", row.get("messages"))
     if not isinstance(conv, list):
         raise _Bad("has no 'conversations' list")
@@ -128,19 +153,51 @@ def _turns(row: dict) -> Iterable[tuple[Any, Any]]:
         value = turn.get("value", turn.get("content"))
         if role is None:
             raise _Bad(f"turn {i} has no 'from' role")
+        if not isinstance(role, str):
+            raise _Bad(f"turn {i} role is a {type(role).__name__}, not a string")
         if not isinstance(value, str):
             raise _Bad(f"turn {i} value is {type(value).__name__}, not a string")
+        if not value.strip():
+            # Some chat templates (GLM-4's) drop empty messages, silently changing the dialogue.
+            raise _Bad(f"turn {i} ({_short(role)}) is empty")
+        problem = _text_problem(value)
+        if problem:
+            raise _Bad(f"turn {i} value {problem}")
         yield role, value
 
 
-class _Bad(ValueError):
-    pass
+def _row_label(row: Any, index: int) -> tuple[str, str, str | None]:
+    """(doc id, source, what is wrong with them) of a row. An id is a string or an integer, a
+    source a string; both are stored with any lone surrogate escaped, so the doc stays storable."""
+    if isinstance(row, BadLine):
+        return row.id, "", None
+    if not isinstance(row, dict):
+        return f"row{index}", "", None
+    problems = []
+    raw_id, raw_source = row.get("id"), row.get("source")
+    doc_id, source = f"row{index}", ""
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int, type(None))):
+        problems.append(f"its 'id' is a {type(raw_id).__name__}, not a string or integer")
+    elif raw_id is not None:
+        doc_id = str(raw_id)
+    if not isinstance(raw_source, (str, type(None))):
+        problems.append(f"its 'source' is a {type(raw_source).__name__}, not a string")
+    elif raw_source is not None:
+        source = raw_source
+    for name, text in (("id", doc_id), ("source", source)):
+        problem = _text_problem(text)
+        if problem:
+            problems.append(f"its '{name}' {problem}")
+    return _escaped(doc_id), _escaped(source), problems[0] if problems else None
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def normalise_row(row: Any, index: int) -> dict:
     """One doc per row; `problem` is '' for a usable row, else what is wrong with it."""
-    doc_id = str(row.get("id", f"row{index}")) if isinstance(row, dict) else f"row{index}"
-    source = str(row.get("source", "")) if isinstance(row, dict) else ""
+    doc_id, source, label_problem = _row_label(row, index)
     doc = {
         "id": doc_id,
         "source": source,
@@ -150,16 +207,18 @@ def normalise_row(row: Any, index: int) -> dict:
         "problem": "",
     }
     try:
+        if isinstance(row, BadLine):
+            raise _Bad(row.reason)
         if not isinstance(row, dict):
             raise _Bad(f"is a {type(row).__name__}, not an object")
-        if "_parse_error" in row:
-            raise _Bad(row["_parse_error"])
+        if label_problem:
+            raise _Bad(label_problem)
         messages = []
         for i, (raw_role, value) in enumerate(_turns(row)):
-            role = ROLES.get(str(raw_role).strip().lower())
+            role = ROLES.get(raw_role.strip().lower())
             if role is None:
                 raise _Bad(
-                    f"turn {i} has unknown role {raw_role!r}; expected one of {sorted(ROLES)}"
+                    f"turn {i} has unknown role {_short(raw_role)}; expected one of {sorted(ROLES)}"
                 )
             if role == "system" and any(m["role"] != "system" for m in messages):
                 raise _Bad(f"turn {i} is a system turn after the conversation started")
@@ -174,8 +233,6 @@ def normalise_row(row: Any, index: int) -> dict:
             messages.append({"role": role, "content": value})
         if not messages or messages[-1]["role"] != "assistant":
             raise _Bad("does not end in an assistant turn (there is no reference reply to remove)")
-        if not messages[-1]["content"].strip():
-            raise _Bad("its final assistant turn (the reference reply) is empty")
         doc["messages"], doc["reference"] = messages[:-1], messages[-1]["content"]
     except _Bad as e:
         doc["problem"] = f"row {index} (id {doc_id!r}) {e}"

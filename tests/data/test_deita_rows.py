@@ -48,7 +48,7 @@ def test_openai_style_turns_are_accepted():
             conv(("human", "q"), ("gpt", "a"), ("system", "s"), ("human", "q"), ("gpt", "a")),
             "system turn after",
         ),
-        (conv(("human", "q"), ("gpt", "  ")), "reference reply) is empty"),
+        (conv(("human", "q"), ("gpt", "  ")), "turn 1 ('gpt') is empty"),
         ("just a string", "not an object"),
     ],
 )
