@@ -71,8 +71,17 @@ class SimilarityOptions:
 
 
 def build(metadata: dict[str, Any]) -> SimilarityReplyScorer:
-    """Scorer factory (`SCORER_FACTORIES["similarity"]`): validates options, loads nothing."""
-    return SimilarityReplyScorer(options_from_metadata(SimilarityOptions, metadata, "similarity_"))
+    """Scorer factory (`SCORER_FACTORIES["similarity"]`): validates the options and checks,
+    from its config.json alone (no weights), that the model is reachable and a text encoder,
+    so a wrong or missing model fails when the task loads, before generation."""
+    from rgen_harness.metrics.model_kind import check_similarity_model, read_config
+
+    options = options_from_metadata(SimilarityOptions, metadata, "similarity_")
+    config, sentence_transformers = read_config("similarity_model", options.model)
+    check_similarity_model(
+        "similarity_model", options.model, config, sentence_transformers=sentence_transformers
+    )
+    return SimilarityReplyScorer(options)
 
 
 class SimilarityReplyScorer:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from scored_items import item
@@ -144,10 +145,12 @@ def test_pool_modes_ignore_padding():
     assert sim.pool(hidden, mask, "cls").tolist() == [[1.0, 0.0], [9.0, 9.0]]
 
 
-def test_options_are_validated_without_loading_a_model(tmp_path):
+def test_options_are_validated_without_loading_a_model(tmp_path, model_dir):
     before = dict(sim._ENCODERS)
-    s = sim.build({"similarity_batch_size": "8", "similarity_device": "cpu", "reward_model": "x"})
-    assert s.options.batch_size == 8 and s.options.model == sim.DEFAULT_SIMILARITY_MODEL
+    s = sim.build(
+        {"similarity_batch_size": "8", "similarity_device": "cpu", "similarity_model": model_dir}
+    )
+    assert s.options.batch_size == 8 and s.options.model == model_dir
     assert before == sim._ENCODERS
     with pytest.raises(ValueError, match="Did you mean 'similarity_model'"):
         sim.build({"similarity_modle": "x"})
@@ -157,6 +160,45 @@ def test_options_are_validated_without_loading_a_model(tmp_path):
         sim.build({"similarity_batch_size": "many"})
     with pytest.raises(ValueError, match="is not a folder"):
         sim.build({"similarity_model": str(tmp_path / "missing")})
+
+
+def test_causal_lm_is_refused_when_the_scorer_is_built(tiny_dir):
+    before = dict(sim._ENCODERS)
+    with pytest.raises(ValueError) as err:
+        sim.build({"similarity_model": str(tiny_dir / "chat")})
+    message = str(err.value)
+    assert f"similarity_model={str(tiny_dir / 'chat')!r}" in message
+    assert "['LlamaForCausalLM']" in message and "not a sentence-embedding model" in message
+    assert '"similarity_model": "BAAI/bge-m3"' in message
+    with pytest.raises(ValueError, match="LlamaForSequenceClassification"):
+        sim.build({"similarity_model": str(tiny_dir / "reward")})
+    assert before == sim._ENCODERS  # nothing was loaded
+
+
+def test_encoder_without_sentence_transformers_files_is_accepted(tmp_path, model_dir):
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "config.json").write_text((Path(model_dir) / "config.json").read_text())
+    assert sim.build({"similarity_model": str(folder)}).options.model == str(folder)
+
+
+@pytest.mark.parametrize("model", ["no-such-org/no-such-model", "BAAI/bge-m3"])
+def test_unreachable_model_fails_when_the_scorer_is_built(monkeypatch, tmp_path, model):
+    # conftest sets HF_HUB_OFFLINE=1; an empty HF cache holds neither model.
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(OSError) as err:
+        sim.build({"similarity_model": model} if "no-such" in model else {})
+    message = str(err.value)
+    assert message.startswith(f"similarity_model={model!r} cannot be reached")
+    assert f"hf download {model}" in message and "HF_ENDPOINT" in message
+
+
+def test_folder_without_config_fails_when_the_scorer_is_built(tmp_path):
+    with pytest.raises(OSError, match="has no config.json"):
+        sim.build({"similarity_model": str(tmp_path)})
 
 
 def test_unloadable_model_says_how_to_fix(monkeypatch):
