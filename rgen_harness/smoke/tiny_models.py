@@ -7,6 +7,7 @@ Their outputs are random text and their scores mean nothing.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from rgen_harness.data.deita import SAMPLE_PATH
@@ -19,6 +20,7 @@ CHATML_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|reward|>"]
 _MARKER = "rgen_tiny.json"
+log = logging.getLogger(__name__)
 
 
 def _training_text() -> list[str]:
@@ -57,16 +59,41 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 600):
     return fast
 
 
+def _built_with(out_dir: Path) -> dict | None:
+    """The settings recorded by the last complete build in `out_dir` (None: none, or unreadable)."""
+    try:
+        data = json.loads((out_dir / _MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _build(
     out_dir: str | Path, *, kind: str, arch: str, max_position_embeddings: int, seed: int
 ) -> Path:
-    """Tokenizer + a 2-layer, 64-wide random model of `arch`, saved once (a marker file)."""
+    """Tokenizer + a 2-layer, 64-wide random model of `arch`, saved once.
+
+    The marker file, written last, records the settings (seed included): a folder built with
+    other settings is built again, so a changed seed never leaves the old weights in place.
+    """
+    out_dir = Path(out_dir)
+    settings = {
+        "kind": kind,
+        "arch": arch,
+        "seed": seed,
+        "max_position_embeddings": max_position_embeddings,
+    }
+    built = _built_with(out_dir)
+    if built == settings:
+        return out_dir
+    if built is not None:
+        log.info(
+            "tiny model %s was built with %s; building it again with %s", out_dir, built, settings
+        )
+    (out_dir / _MARKER).unlink(missing_ok=True)  # an interrupted rebuild must not look complete
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    out_dir = Path(out_dir)
-    if (out_dir / _MARKER).is_file():
-        return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(out_dir)
     head = {"num_labels": 1} if kind == "reward" else {"tie_word_embeddings": False}
@@ -92,7 +119,7 @@ def _build(
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out_dir)
-    (out_dir / _MARKER).write_text(json.dumps({"kind": kind, "arch": arch, "seed": seed}))
+    (out_dir / _MARKER).write_text(json.dumps(settings))
     return out_dir
 
 

@@ -10,10 +10,14 @@ Layout of a study folder (`output_dir`, default `studies/<name>`):
     cache/<model>/<run>_rank0.db   lm-eval `--use_cache` (generations, reused on resume)
 
 `<run>` is `deita` (the QR/QCR tasks) or `bench-<n>` (standard benchmarks that share options).
-Each run is one `lm_eval` subprocess, so GPU memory is freed between models. A run whose results
-cover all its tasks is skipped; an interrupted one starts again and reuses cached generations
-(and the reward scorer's own cache). A run started with different settings is never mixed with
-new ones: the study stops and says which folder to delete.
+Each run is one `lm_eval` subprocess, so GPU memory is freed between models. A run is skipped
+only when everything it must write is there, whole (see `rgen_harness.study.finished`); any other
+run starts again and reuses cached generations (and the reward scorer's own cache). A run
+started with different settings or inputs (data, QCR prompts, reward model, tiny-model seeds:
+see `rgen_harness.study.inputs`) is never mixed with new ones: the study stops and says which
+folder to delete. So does an unreadable run.json, since the settings of the results beside it
+can no longer be checked. An unreadable results file is set aside and the run starts again.
+Broken cache files are set aside before lm_eval starts (see `rgen_harness.cache_files`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rgen_harness.study.config import BenchmarkSpec, ModelSpec, StudyConfig, StudyConfigError
+from rgen_harness.study.finished import completion
 
 log = logging.getLogger(__name__)
 
@@ -65,37 +70,62 @@ class PlannedRun:
         return "lm_eval " + " ".join(shlex.quote(a) for a in self.argv[3:])
 
 
-def finished_tasks(out_dir: Path) -> set[str]:
-    """Task (and group) names that have results in any results_*.json under `out_dir`."""
-    done: set[str] = set()
-    for path in out_dir.rglob("results_*.json"):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            log.warning("ignoring unreadable results file %s", path)
-            continue
-        done |= set(data.get("results", {})) | set(data.get("group_subtasks", {}))
-    return done
-
-
 def run_state(run: PlannedRun) -> str:
     """'done', 'partial' (started, not finished) or 'new'. Raises if settings changed."""
     record = run.out_dir / RUN_FILE
     if not record.is_file():
         return "new"
-    saved = json.loads(record.read_text(encoding="utf-8"))
+    saved = _read_record(run, record)
     if saved.get("fingerprint") != run.fingerprint:
-        changed = sorted(
-            k
-            for k in set(saved.get("settings", {})) | set(run.settings)
-            if saved.get("settings", {}).get(k) != run.settings.get(k)
-        )
+        old = saved.get("settings")
+        old = old if isinstance(old, dict) else {}
+        if "inputs" not in old and "inputs" in run.settings:
+            raise StudyConfigError(
+                f"{record} does not record the hashes of the run's inputs (data, QCR prompts, "
+                "reward model; written by an older rgen-harness), so the study cannot tell "
+                f"whether they changed since. Delete {run.out_dir} to run {run.label} again "
+                "(cached generations are reused)."
+            )
+        changed = ", ".join(_changed(old, run.settings))
         raise StudyConfigError(
-            f"{run.out_dir} was run with different settings (changed: {', '.join(changed)}). "
+            f"{run.out_dir} was run with different settings (changed: {changed}). "
             f"Delete that folder to run {run.label} again with the new settings, or restore the "
-            "config (a study never mixes results from different settings)."
+            "config or input files (a study never mixes results from different settings)."
         )
-    return "done" if set(run.tasks) <= finished_tasks(run.out_dir) else "partial"
+    return "done" if set(run.tasks) <= completion(run.out_dir).done else "partial"
+
+
+def _read_record(run: PlannedRun, record: Path) -> dict:
+    try:
+        saved = json.loads(record.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        saved = e
+    if not isinstance(saved, dict):
+        why = f"{type(saved).__name__}: {saved}" if isinstance(saved, Exception) else "not a dict"
+        raise StudyConfigError(
+            f"{record} is unreadable ({why}). It records the settings the results in "
+            f"{run.out_dir} were made with, so they cannot be checked without it. Delete "
+            f"{run.out_dir} to run {run.label} again (cached generations are reused)."
+        )
+    return saved
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    """Keys whose values differ; nested `inputs` keys by dotted name with old -> new."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "inputs" and isinstance(a, dict) and isinstance(b, dict):
+            out += [
+                f"inputs.{k}: {str(a.get(k))[:80]} -> {str(b.get(k))[:80]}"
+                for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k)
+            ]
+        else:
+            out.append(key)
+    return out
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -186,6 +216,9 @@ def _deita_run(config, model, subset, study_dir) -> PlannedRun:
         samples = {task: subset["indices"] for task in config.tasks}
         argv += ["--samples", json.dumps(samples)]
         settings["samples"] = samples
+    from rgen_harness.study.inputs import deita_inputs
+
+    settings["inputs"] = deita_inputs(config, model)
     return _finish(model, "deita", config.tasks, argv, settings, config, study_dir)
 
 
@@ -210,6 +243,11 @@ def _benchmark_run(config, model, group, key, study_dir) -> PlannedRun:
         argv += ["--apply_chat_template"]
         settings["apply_chat_template"] = True
     tasks = tuple(b.task for b in group)
+    from rgen_harness.study.inputs import model_inputs
+
+    inputs = model_inputs(config, model)
+    if inputs:
+        settings["inputs"] = inputs
     return _finish(model, key, tasks, argv, settings, config, study_dir)
 
 
@@ -253,9 +291,17 @@ def run_study(
     for name in only or []:
         config.model(name)  # unknown name -> error with a suggestion
     subset = prepare(config)
-    runs = [r for r in plan_runs(config, subset) if not only or r.model.name in only]
+    planned = plan_runs(config, subset)
+    # Every model's fingerprint is checked, also with --only: the report shows them all, so a
+    # model finished on other data or settings must not stand beside new ones.
+    states = {r.label: run_state(r) for r in planned}
+    runs = [r for r in planned if not only or r.model.name in only]
     outcome = StudyOutcome([], [], [])
-    states = {r.label: run_state(r) for r in runs}  # checks every fingerprint before any work
+    if not dry_run and any(states[r.label] != "done" and r.key == "deita" for r in runs):
+        from rgen_harness.metrics.reward.cache import check_folder
+        from rgen_harness.study.inputs import reward_cache_dir
+
+        check_folder(reward_cache_dir(config))
     bar = tqdm(runs, desc=f"study {config.name}", unit="run", file=sys.stderr)
     for run in bar:
         bar.set_postfix_str(run.label)
@@ -264,12 +310,15 @@ def run_study(
             _say(stream, f"[study] {run.label}: finished earlier, skipped")
             outcome.skipped.append(run.label)
             continue
+        if state == "partial":
+            _report_unfinished(run, stream, set_aside=not dry_run)
         verb = "resuming (cached generations are reused)" if state == "partial" else "running"
         _say(stream, f"[study] {run.label}: {verb}\n$ {run.shell_command()}")
         if dry_run:
             continue
+        _check_generation_cache(run)
         code = _execute(run, stream)
-        if code == 0 and set(run.tasks) <= finished_tasks(run.out_dir):
+        if code == 0 and set(run.tasks) <= completion(run.out_dir).done:
             outcome.done.append(run.label)
         else:
             _say(
@@ -281,6 +330,28 @@ def run_study(
             outcome.failed.append(run.label)
     bar.close()
     return outcome
+
+
+def _report_unfinished(run: PlannedRun, stream, *, set_aside: bool) -> None:
+    """Say why a started run is not finished; set unreadable results files aside."""
+    state = completion(run.out_dir)
+    for why in state.problems:
+        _say(stream, f"[study] {run.label}: not finished: {why}")
+    if not set_aside:
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in state.broken:
+        target = path.with_name(f"{path.name}.broken-{stamp}")
+        path.rename(target)
+        _say(stream, f"[study] {run.label}: moved the unreadable {path.name} to {target.name}")
+
+
+def _check_generation_cache(run: PlannedRun) -> None:
+    """lm-eval opens `<cache>_rank<N>.db` itself; a broken one is set aside before it does."""
+    from rgen_harness.cache_files import LM_EVAL_TABLES, set_aside_if_broken
+
+    for path in sorted(run.cache.parent.glob(f"{run.cache.name}_rank*.db")):
+        set_aside_if_broken(path, LM_EVAL_TABLES, what="lm-eval --use_cache database")
 
 
 def _execute(run: PlannedRun, stream) -> int:

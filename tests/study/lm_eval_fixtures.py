@@ -119,6 +119,8 @@ def write_run(
         "pretty_env_info": "GPU models and configuration: GPU 0: NVIDIA H100 80GB HBM3\n"
         "Model name: Test CPU\nCPU(s): 16\n",
         "total_evaluation_time_seconds": str(wall_s),
+        # lm-eval's count of the samples it evaluated (and logged) per task
+        "n-samples": {t: {"original": len(ls), "effective": len(ls)} for t, ls in tasks.items()},
     }
     (out / f"results_{ts}.json").write_text(json.dumps(data, allow_nan=True))
     return out
