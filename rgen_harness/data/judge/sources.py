@@ -1,0 +1,152 @@
+"""Where each pairwise judge test set comes from, and reading its raw rows.
+
+Default sources are the authors' own publications: the raw GitHub files pinned to a commit
+(downloaded once through `datasets`' download manager, so they are cached like any `datasets`
+download and `HF_DATASETS_OFFLINE=1` reuses the cache) or the Hugging Face hub dataset.
+
+A local copy in the same schema replaces a set's source:
+`--metadata '{"judge_path_<set>": "/data/file.json"}'` (one set), or `"judge_path"` (every set of
+the run; meant for running one task). JSON (a list of rows), JSONL or Parquet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Kind = Literal["pandalm", "autoj", "llmbar", "mtbench"]
+
+_PANDALM = (
+    "https://raw.githubusercontent.com/WeOpenML/PandaLM/3871806e72b4832f815ecafd24d3503c73403f48"
+)
+_AUTOJ = (
+    "https://raw.githubusercontent.com/GAIR-NLP/auto-j/2ae17a3965d933232e9cd50302aa0f176249c83b"
+)
+_LLMBAR = "https://raw.githubusercontent.com/princeton-nlp/LLMBar/900616bff90b6c6c8e1681f7d079250637c55992"
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    name: str
+    kind: Kind
+    url: str | None = None  # a raw file pinned to a commit
+    hub: tuple[str, str] | None = None  # (dataset id, split)
+
+    @property
+    def path_key(self) -> str:
+        return f"judge_path_{self.name}"
+
+    @property
+    def has_ties(self) -> bool:
+        """Whether gold labels include ties (macro-F1 over 3 classes) or not (2 classes)."""
+        return self.kind != "llmbar"
+
+
+SETS: dict[str, SetSpec] = {
+    s.name: s
+    for s in (
+        SetSpec("pandalm", "pandalm", url=f"{_PANDALM}/data/testset-v1.json"),
+        SetSpec("autoj", "autoj", url=f"{_AUTOJ}/data/test/testdata_pairwise.jsonl"),
+        SetSpec("autoj_zh", "autoj", url=f"{_AUTOJ}/data/test/zh_testdata_pairwise.jsonl"),
+        SetSpec("llmbar_natural", "llmbar", url=f"{_LLMBAR}/Dataset/LLMBar/Natural/dataset.json"),
+        *(
+            SetSpec(
+                f"llmbar_{sub.lower()}",
+                "llmbar",
+                url=f"{_LLMBAR}/Dataset/LLMBar/Adversarial/{sub}/dataset.json",
+            )
+            for sub in ("Neighbor", "GPTInst", "GPTOut", "Manual")
+        ),
+        SetSpec("mtbench_human", "mtbench", hub=("lmsys/mt_bench_human_judgments", "human")),
+    )
+}
+
+
+def get_spec(name: Any) -> SetSpec:
+    if name not in SETS:
+        raise ValueError(
+            f"judge_set={name!r} is not a known pairwise test set; use one of {sorted(SETS)} "
+            "(set in the task YAML's metadata)."
+        )
+    return SETS[name]
+
+
+def local_path(spec: SetSpec, metadata: dict[str, Any]) -> Path | None:
+    """The local file that replaces the set's default source, if the run names one."""
+    key = spec.path_key if metadata.get(spec.path_key) not in (None, "") else "judge_path"
+    raw = metadata.get(key)
+    if raw in (None, ""):
+        return None
+    path = Path(os.path.expanduser(str(raw)))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{key}={str(raw)!r} is not a file. Give a local {'/'.join(LOCAL_SUFFIXES)} file in "
+            f'the {spec.name} schema, e.g. --metadata \'{{"{spec.path_key}": "/data/file.json"}}\''
+            ", or leave it out to download the authors' published file."
+        )
+    if path.suffix.lower() not in LOCAL_SUFFIXES:
+        raise ValueError(
+            f"{key}={str(raw)!r}: unsupported file type {path.suffix!r}; use one of "
+            f"{', '.join(LOCAL_SUFFIXES)}."
+        )
+    return path
+
+
+def describe(spec: SetSpec, path: Path | None) -> str:
+    if path is not None:
+        return str(path)
+    return spec.url or f"{spec.hub[0]} [{spec.hub[1]}]"
+
+
+def read_rows(spec: SetSpec, path: Path | None) -> list[Any]:
+    """Raw rows as Python objects (no schema inference: one odd row cannot break the rest;
+    PandaLM has JSON booleans among its string responses)."""
+    if path is None and spec.hub is not None:
+        import datasets  # honours HF_ENDPOINT / HF_HUB_OFFLINE like any hub download
+
+        return datasets.load_dataset(spec.hub[0], split=spec.hub[1]).to_list()
+    if path is None:
+        path = Path(_download(spec.url))
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".json":
+        data = json.loads(text)
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: a .json file must hold a list of rows, not {type(data)}")
+        return data
+    rows: list[Any] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            # Kept as a row so that it is counted as a malformed row like any other.
+            rows.append(BadLine(f"line {lineno} is not JSON: {e}"))
+    return rows
+
+
+@dataclass(frozen=True)
+class BadLine:
+    reason: str
+
+
+def _download(url: str) -> str:
+    """A cached download through `datasets` (its cache folder, offline mode and retries)."""
+    import datasets
+
+    try:
+        return datasets.DownloadManager().download(url)
+    except Exception as e:
+        raise RuntimeError(
+            f"could not download {url} ({type(e).__name__}: {e}). Without network access, fetch "
+            'the file elsewhere and pass it with --metadata \'{"judge_path_<set>": "/path"}\'.'
+        ) from e
