@@ -36,4 +36,9 @@ def run(args) -> int:
     for p in files.plots:
         print(f"wrote {p}")
     print(f"{len(files.rows)} model(s)")
+    if files.problems:
+        print(
+            f"{len(files.problems)} problem(s) with the input files (e.g. {files.problems[0]}); "
+            f"all are listed under Problems in {files.markdown}"
+        )
     return 0

@@ -45,4 +45,6 @@ def run(args) -> int:
             f"[study] report: {files.markdown} (+ {files.csv.name}, {files.json.name}, "
             f"{len(files.plots)} plots)"
         )
+        if files.problems:
+            print(f"[study] {len(files.problems)} problem(s) listed under Problems in the report")
     return 1 if outcome.failed else 0

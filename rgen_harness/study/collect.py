@@ -2,8 +2,9 @@
 
 Works on a study folder (models named by `study.json` and `runs/<model>/`) and on any folder of
 plain `lm_eval --output_path` runs (models grouped by the results' model name and model_args).
-The newest results file wins for each task. Missing files, unreadable lines and missing keys
-never crash the report: they are counted in `problems` and the affected numbers show as n/a.
+The newest results file wins for each task. Missing or garbled files (not UTF-8, not JSON, not
+lm-eval's layout), unreadable lines and missing keys never crash the report: each is listed in
+`problems` with the file (and line) and what to do, and the affected numbers show as n/a.
 """
 
 from __future__ import annotations
@@ -101,15 +102,37 @@ def _num(value: Any) -> float:
     return math.nan
 
 
-def _read_json(path: Path, problems: list[str]) -> dict | None:
+RERUN_STUDY = (
+    "run `rgen-harness study` with the study's config again: it redoes that run (reusing the "
+    "cached generations)"
+)
+RERUN_LM_EVAL = "run lm_eval again for that model, or delete the file"
+
+
+def _read_json(path: Path, problems: list[str], fix: str) -> dict | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        problems.append(f"{path}: unreadable ({e})")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        problems.append(f"{path}: unreadable ({type(e).__name__}: {e}); left out: {fix}")
         return None
     if not isinstance(data, dict):
-        problems.append(f"{path}: not a JSON object")
+        problems.append(f"{path}: a JSON {type(data).__name__}, not an object; left out: {fix}")
         return None
+    return data
+
+
+def _read_results(path: Path, problems: list[str], fix: str) -> dict | None:
+    from rgen_harness.study.finished import UnreadableResults, read_results
+
+    try:
+        data = read_results(path)
+    except UnreadableResults as e:
+        problems.append(f"{e}; left out: {fix}")
+        return None
+    bad = [t for t, v in data["results"].items() if not isinstance(v, dict)]
+    for task in bad:
+        problems.append(f"{path}: results[{task!r}] is not a mapping; {task} left out: {fix}")
+        del data["results"][task]
     return data
 
 
@@ -130,20 +153,29 @@ def lora_label(model_args: dict[str, Any]) -> str | None:
 
 
 def read_samples(path: Path, problems: list[str]) -> list[SampleRow]:
+    """Rows of a samples file; a line that is not UTF-8 JSON of a sample is listed in
+    `problems` (file:line) and left out, and the other lines are read."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
                 continue
             try:
-                rows.append(_sample_row(json.loads(line)))
-            except (json.JSONDecodeError, TypeError, ValueError, KeyError) as e:
-                problems.append(f"{path}:{lineno}: unreadable sample ({e}); left out")
+                data = json.loads(raw.decode("utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError(f"a JSON {type(data).__name__}, not a sample object")
+                rows.append(_sample_row(data))
+            except (TypeError, ValueError, KeyError, AttributeError) as e:
+                problems.append(
+                    f"{path}:{lineno}: unreadable sample ({type(e).__name__}: {e}); left out "
+                    "(the file is damaged: rerun that model to rewrite it)"
+                )
     return rows
 
 
 def _sample_row(data: dict) -> SampleRow:
-    doc = data.get("doc") or {}
+    doc = data.get("doc")
+    doc = doc if isinstance(doc, dict) else {}
     conv_id = str(doc.get("id", data.get("doc_id")))
     values = {k: _num(data[k]) for k in SAMPLE_FIELDS if k in data}
     status, gen_tokens = "unknown", math.nan
@@ -180,22 +212,19 @@ def collect(root: str | Path) -> Collection:
             "lm_eval --output_path folder."
         )
     problems: list[str] = []
-    study = _read_json(root / "study.json", problems) if (root / "study.json").is_file() else None
-    subset = (
-        _read_json(root / "subset.json", problems) if (root / "subset.json").is_file() else None
-    )
+    rewrite = "rerun `rgen-harness study` with the study's config to rewrite it"
+    study, subset = None, None
+    if (root / "study.json").is_file():
+        study = _read_json(root / "study.json", problems, rewrite)
+    if (root / "subset.json").is_file():
+        subset = _read_json(root / "subset.json", problems, rewrite)
     models: dict[str, ModelResults] = {}
     if study is not None:
-        for spec in study.get("models", []):
-            models[spec["name"]] = ModelResults(
-                name=spec["name"],
-                lora=spec.get("lora") or lora_label(spec.get("model_args") or {}),
-                model_type=spec.get("model"),
-                model_args=spec.get("model_args") or {},
-            )
+        _study_models(study, models, problems, root / "study.json")
+    fix = RERUN_STUDY if study is not None else RERUN_LM_EVAL
     newest: dict[tuple[str, str], tuple[str, Path]] = {}
     for path in sorted(root.rglob("results_*.json")):
-        data = _read_json(path, problems)
+        data = _read_results(path, problems, fix)
         if data is None:
             continue
         model = _model_for(path, root, data, models, study is not None)
@@ -209,8 +238,11 @@ def collect(root: str | Path) -> Collection:
                 newest[key] = (ts, path)
     cache: dict[Path, dict] = {}
     for (model_name, task), (ts, path) in sorted(newest.items()):
-        data = cache.setdefault(path, _read_json(path, problems) or {})
+        data = cache.setdefault(path, _read_results(path, [], fix) or {"results": {}})
         info = {k: v for k, v in data.items() if k not in ("results", "configs", "samples")}
+        if task not in data["results"]:  # the file changed while being read
+            problems.append(f"{path}: {task} vanished while the report read it; left out")
+            continue
         result = TaskResult(task, data["results"][task], path, info)
         if task in DEITA_MODES:
             samples_path = path.parent / f"samples_{task}_{ts}.jsonl"
@@ -218,15 +250,36 @@ def collect(root: str | Path) -> Collection:
                 result.samples = read_samples(samples_path, problems)
             else:
                 problems.append(
-                    f"{path}: no {samples_path.name} beside it (run with --log_samples); "
-                    f"per-conversation statistics for {model_name}/{task} are n/a"
+                    f"{path}: no {samples_path.name} beside it (the run was stopped before "
+                    "writing it, or ran without --log_samples); per-conversation statistics "
+                    f"for {model_name}/{task} are n/a: {fix}"
                 )
         models[model_name].tasks[task] = result
     return Collection(root, list(models.values()), study, subset, problems)
 
 
+def _study_models(study: dict, models: dict, problems: list[str], path: Path) -> None:
+    specs = study.get("models")
+    for i, spec in enumerate(specs if isinstance(specs, list) else []):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            problems.append(
+                f"{path}: models[{i}] has no name; left out (rerun `rgen-harness study` with "
+                "the study's config to rewrite study.json)"
+            )
+            continue
+        args = spec.get("model_args")
+        args = args if isinstance(args, dict) else {}
+        models[spec["name"]] = ModelResults(
+            name=spec["name"],
+            lora=spec.get("lora") or lora_label(args),
+            model_type=spec.get("model"),
+            model_args=args,
+        )
+
+
 def _model_for(path, root, data, models, is_study) -> ModelResults | None:
-    config = data.get("config") or {}
+    config = data.get("config")
+    config = config if isinstance(config, dict) else {}
     args = config.get("model_args")
     args = args if isinstance(args, dict) else {}
     if is_study:

@@ -38,6 +38,7 @@ class ReportFiles:
     json: Path
     plots: list[Path]
     rows: list[dict]
+    problems: list[str]  # unreadable or inconsistent inputs (also under Problems in the report)
 
 
 def settings_from_study(study: dict | None, **overrides) -> ReportSettings:
@@ -84,7 +85,7 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, **override
     _write_csv(csv_path, [flatten(r) for r in rows])
     md_path = out / "leaderboard.md"
     md_path.write_text(_markdown(collection, rows, settings, drawn, out), encoding="utf-8")
-    return ReportFiles(md_path, csv_path, json_path, drawn, rows)
+    return ReportFiles(md_path, csv_path, json_path, drawn, rows, collection.problems)
 
 
 # -- formatting ---------------------------------------------------------------------------------
