@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from rgen_harness.chat.budget import ContextTooLong, fit_prompt
+from rgen_harness.chat.gen_options import check_generation_options
 from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult, Message, RoundRecord
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ def run_rounds(
     backend: ChatBackend,
     cache: RoundCache | None = None,
 ) -> list[ChatResult]:
+    check_generation_options((gen_kwargs for _, gen_kwargs in requests), backend)
     states = []
     for context, gen_kwargs in requests:
         request = ChatRequest.parse(context)
