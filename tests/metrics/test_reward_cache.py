@@ -8,7 +8,9 @@ import sqlite3
 
 import pytest
 
-from rgen_harness.metrics.reward.cache import FILE_NAME, ScoreCache, check_folder
+from rgen_harness.metrics.reward.cache import ScoreCache
+
+FILE_NAME = "scores.sqlite"
 
 
 def _filled(folder, n=400):
@@ -50,6 +52,8 @@ def test_broken_cache_file_is_set_aside_and_rebuilt(tmp_path, caplog, damage):
 
 
 def test_healthy_cache_is_kept(tmp_path):
+    from rgen_harness.metrics.reward.cache import check_folder
+
     _filled(tmp_path)
     assert check_folder(tmp_path) is None
     cache = ScoreCache(tmp_path, "model-a")

@@ -13,7 +13,6 @@ from study_fakes import FakeLmEval, base_config, study
 
 from rgen_harness.prompts.qcr import PROMPTS_DIR
 from rgen_harness.study.config import StudyConfigError
-from rgen_harness.study.inputs import file_sha256
 
 
 def _second_model(raw: dict) -> dict:
@@ -102,6 +101,8 @@ def test_run_recorded_without_input_hashes_is_not_trusted(tmp_path, monkeypatch)
 
 def test_file_hash_streams_and_matches_hashlib(tmp_path):
     import hashlib
+
+    from rgen_harness.study.inputs import file_sha256
 
     path = tmp_path / "big.bin"
     block = os.urandom(1 << 16)
