@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-STANDIN_ENGINE = "rgen_harness.models.hf_standin:build_hf_standin"
+CPU_ENGINE = "rgen_harness.models.cpu_engine:build_cpu_engine"
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +59,11 @@ def lmdeploy_task_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def lmdeploy_standin(tiny_dir):
-    """LMDeployLM on the tiny chat model, inference by the CPU stand-in engine."""
+    """LMDeployLM on the tiny chat model: lmdeploy's Pipeline over the CPU engine."""
     from rgen_harness.models.lmdeploy_lm import LMDeployLM
 
     old = os.environ.get("RGEN_HARNESS_LMDEPLOY_ENGINE")
-    os.environ["RGEN_HARNESS_LMDEPLOY_ENGINE"] = STANDIN_ENGINE
+    os.environ["RGEN_HARNESS_LMDEPLOY_ENGINE"] = CPU_ENGINE
     try:
         return LMDeployLM(pretrained=str(tiny_dir / "chat"))
     finally:
@@ -71,3 +71,23 @@ def lmdeploy_standin(tiny_dir):
             os.environ.pop("RGEN_HARNESS_LMDEPLOY_ENGINE", None)
         else:
             os.environ["RGEN_HARNESS_LMDEPLOY_ENGINE"] = old
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """`record(lm)` -> a list that gets (method, number of requests) per engine call."""
+
+    def record(lm):
+        calls = []
+        engine = lm.engine
+        for name in ("generate", "prompt_logprobs"):
+            original = getattr(engine, name)
+
+            def wrapper(input_ids, *args, _name=name, _original=original, **kwargs):
+                calls.append((_name, len(input_ids)))
+                return _original(input_ids, *args, **kwargs)
+
+            monkeypatch.setattr(engine, name, wrapper)
+        return calls
+
+    return record

@@ -86,7 +86,8 @@ class RoundRecord:
     reply: str
     prompt_tokens: int | None = None
     reply_tokens: int | None = None
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # 'stop' (end of turn / EOS / stop string) or 'length'
+    cached_tokens: int | None = None  # prompt tokens served by the engine's prefix cache
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Protocol
 from rgen_harness.chat.budget import ContextTooLong, fit_prompt
 from rgen_harness.chat.gen_options import check_generation_options
 from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult, Message, RoundRecord
+from rgen_harness.chat.special_tokens import template_tokens
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Generation:
     finish_reason: str | None = None
     tokens: int | None = None
     error: str | None = None
+    cached_tokens: int | None = None  # prompt tokens the engine's prefix cache served
 
 
 class ChatBackend(Protocol):
@@ -171,6 +173,12 @@ def run_rounds(
                 continue
             record.reply = gen.text
             record.reply_tokens = gen.tokens
+            record.cached_tokens = gen.cached_tokens
+            if k + 1 < len(s.request.rounds) and not gen.text.strip():
+                # GLM-4's template drops empty turns: the next round would see another dialogue.
+                s.result.status, s.done = "failed", True
+                s.result.reason = f"empty reply in round {k + 1} of {len(s.request.rounds)}"
+                continue
             s.tail = s.tail + [{"role": "assistant", "content": gen.text}]
     return [s.result for s in states]
 
@@ -215,6 +223,24 @@ class LMChatBackend:
         self.max_length = getattr(lm, "max_length", None) if hasattr(lm, "tok_encode") else None
 
     def render(self, messages: list[Message]) -> str:
+        return self._single_prefix(self._render(messages))
+
+    def _single_prefix(self, prompt: str) -> str:
+        """The prompt without the template's copy of the tokenizer's prefix when the model's own
+        encoding adds that prefix again (lm-eval keys its check on `bos_token`, which GLM-4
+        lacks: `[gMASK]<sop>` would appear twice)."""
+        tokenizer = getattr(self.lm, "tokenizer", None)
+        if tokenizer is None or not hasattr(self.lm, "tok_encode"):
+            return prompt
+        tokens = template_tokens(tokenizer)
+        if not tokens.prefix_ids or not prompt.startswith(tokens.prefix_text):
+            return prompt
+        prefix = list(tokens.prefix_ids)
+        if self.lm.tok_encode(prompt)[: 2 * len(prefix)] == prefix + prefix:
+            return prompt[len(tokens.prefix_text) :]
+        return prompt
+
+    def _render(self, messages: list[Message]) -> str:
         try:
             return self.lm.apply_chat_template(messages, add_generation_prompt=True)
         except NotImplementedError as e:
@@ -247,9 +273,21 @@ class LMChatBackend:
         except TypeError:
             return len(self.lm.tok_encode(text))
 
+    def _with_end_of_turn(self, gen_kwargs: dict) -> dict:
+        """gen_kwargs whose `until` also holds the template's end-of-turn token, so a base
+        model with a chat template stops at the end of its turn."""
+        tokenizer = getattr(self.lm, "tokenizer", None)
+        eot = template_tokens(tokenizer).end_of_turn_text if tokenizer is not None else None
+        if not eot:
+            return dict(gen_kwargs)
+        until = gen_kwargs.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        return {**gen_kwargs, "until": until if eot in until else [*until, eot]}
+
     def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
         from lm_eval.api.instance import Instance
 
+        gen_kwargs = [self._with_end_of_turn(kwargs) for kwargs in gen_kwargs]
         instances = [
             Instance(
                 request_type="generate_until",
@@ -261,7 +299,14 @@ class LMChatBackend:
             for i, (prompt, kwargs) in enumerate(zip(prompts, gen_kwargs, strict=True))
         ]
         texts = self.lm.generate_until(instances)
-        return [Generation(text=t, tokens=self._reply_tokens(t)) for t in texts]
+        out = []
+        for text, kwargs in zip(texts, gen_kwargs, strict=True):
+            tokens = self._reply_tokens(text)
+            # generate_until reports no finish reason: a reply shorter than the limit stopped.
+            limit = self.max_gen_toks(kwargs)
+            reason = None if tokens is None else ("length" if tokens >= limit else "stop")
+            out.append(Generation(text=text, finish_reason=reason, tokens=tokens))
+        return out
 
 
 def generate_chat_rounds(self, requests, disable_tqdm: bool = False) -> list[str]:

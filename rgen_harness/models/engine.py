@@ -1,15 +1,14 @@
 """The inference seam between `LMDeployLM` and lmdeploy.
 
-`InferenceEngine` is the small part of lmdeploy's `Pipeline` surface the model class uses:
-`infer` (strings or message lists, one or many `GenerationConfig`, lmdeploy `Response`
-objects back in input order, errors as `finish_reason='error'`), exact prompt log-probabilities,
-an optional reward score, and close / sleep / wakeup. `LMDeployEngine` is the real one, built by
-`build_lmdeploy_engine` with `lmdeploy.pipeline`.
+`InferenceEngine` is the part of lmdeploy the model class uses: token-id generation requests
+(lmdeploy `Response` objects back in input order, errors as `finish_reason='error'`), exact
+prompt log-probabilities, the engine's effective settings, and close / sleep / wakeup.
+`LMDeployEngine` implements it over a real `lmdeploy.Pipeline`, built by `open_pipeline`.
 
-Testing seam: `RGEN_HARNESS_LMDEPLOY_ENGINE=module:factory` makes `create_engine` call that
-factory instead (same `EngineSpec`, same protocol), so `lm_eval --model lmdeploy ...` runs the
-real model class with only inference replaced. `rgen_harness.models.hf_standin:build_hf_standin`
-is such a factory, backed by a small transformers model on CPU.
+`RGEN_HARNESS_LMDEPLOY_ENGINE=module:factory` makes `create_engine` call that factory instead
+(same `EngineSpec`, same protocol). `rgen_harness.models.cpu_engine:build_cpu_engine` is the
+one for machines without a GPU: the same `LMDeployEngine` over lmdeploy's real Pipeline and
+AsyncEngine, with only the engine below them (the forward pass) on a transformers model.
 
 Every engine created here is listed in a registry: `release_all()` closes them all and frees GPU
 memory, e.g. before a large reward model loads in the same process.
@@ -17,7 +16,6 @@ memory, e.g. before a large reward model loads in the same process.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import importlib
 import logging
@@ -32,6 +30,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 log = logging.getLogger(__name__)
 
 ENGINE_ENV = "RGEN_HARNESS_LMDEPLOY_ENGINE"
+CPU_ENGINE = "rgen_harness.models.cpu_engine:build_cpu_engine"
 Prompt = str | list[dict[str, Any]]
 
 
@@ -47,21 +46,20 @@ class EngineSpec:
 
 @runtime_checkable
 class InferenceEngine(Protocol):
-    backend: Literal["turbomind", "pytorch"]  # resolved, never "auto"
+    backend: Literal["turbomind", "pytorch"]  # the engine lmdeploy built, never "auto"
     session_len: int
     closed: bool
 
-    def infer(
+    def generate(
         self,
-        prompts: Sequence[Prompt],
-        gen_config: Any | Sequence[Any],
+        input_ids: Sequence[list[int]],
+        gen_configs: Sequence[Any],
         *,
-        do_preprocess: bool = True,
         adapter_name: str | None = None,
         use_tqdm: bool = False,
     ) -> list[Any]:
-        """lmdeploy `Pipeline.infer` on a list: every prompt submitted at once, Responses in
-        input order. A failed request is a Response with finish_reason='error'."""
+        """Token-id prompts, all submitted at once; lmdeploy `Response`s in input order. A
+        failed request is a Response with finish_reason='error'."""
         ...
 
     def prompt_logprobs(
@@ -76,6 +74,10 @@ class InferenceEngine(Protocol):
         """Scoring-only requests (max_new_tokens=0, logprobs=top_k, logprob_start_len=N).
         `Response.logprobs[i]` is the row of input_ids[N + 1 + i]: {target id: its logprob,
         then the top-k ids: theirs} (PyTorch engine, logprobs_mode='raw_logprobs')."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """The engine's effective settings (after lmdeploy's own adjustments)."""
         ...
 
     def close(self) -> None: ...
@@ -136,10 +138,7 @@ def engine_factory():
         return build_lmdeploy_engine
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        raise ValueError(
-            f"{ENGINE_ENV}={target!r} must be 'module:factory', e.g. "
-            "rgen_harness.models.hf_standin:build_hf_standin"
-        )
+        raise ValueError(f"{ENGINE_ENV}={target!r} must be 'module:factory', e.g. {CPU_ENGINE}")
     factory = getattr(importlib.import_module(module_name), attr)
     log.warning("lmdeploy inference replaced by %s (%s is set)", target, ENGINE_ENV)
     return factory
@@ -149,7 +148,7 @@ def create_engine(spec: EngineSpec, factory=None) -> InferenceEngine:
     """Build an engine with `factory` (default: `engine_factory()`) and list it as live."""
     factory = factory or engine_factory()
     engine = factory(spec)
-    for name in ("infer", "prompt_logprobs", "close", "backend", "session_len"):
+    for name in ("generate", "prompt_logprobs", "settings", "close", "backend", "session_len"):
         if not hasattr(engine, name):
             raise TypeError(f"engine factory {factory!r} returned an engine without {name}")
     return register(engine)
@@ -157,6 +156,7 @@ def create_engine(spec: EngineSpec, factory=None) -> InferenceEngine:
 
 # -- the real engine ----------------------------------------------------------------------------
 def resolve_backend(spec: EngineSpec) -> Literal["turbomind", "pytorch"]:
+    """lmdeploy's own choice for `auto` (TurboMind when it is built and supports the model)."""
     if spec.backend != "auto":
         return spec.backend
     from lmdeploy.archs import autoget_backend
@@ -185,9 +185,14 @@ def build_lmdeploy_engine(spec: EngineSpec) -> LMDeployEngine:
         if not torch.cuda.is_available():
             raise RuntimeError(
                 "--model lmdeploy found no CUDA GPU: lmdeploy's engines run on GPUs only. Run on "
-                "a GPU machine, or use --model hf on the CPU. (Tests replace the engine with "
-                f"{ENGINE_ENV}=rgen_harness.models.hf_standin:build_hf_standin.)"
+                "a GPU machine, or use --model hf on the CPU. (Tests run lmdeploy's own code over "
+                f"a CPU forward pass with {ENGINE_ENV}={CPU_ENGINE}.)"
             )
+    return open_pipeline(spec)
+
+
+def open_pipeline(spec: EngineSpec) -> LMDeployEngine:
+    """`lmdeploy.pipeline(...)` with the config of the backend lmdeploy resolves, wrapped."""
     import lmdeploy
 
     backend = resolve_backend(spec)
@@ -198,98 +203,105 @@ def build_lmdeploy_engine(spec: EngineSpec) -> LMDeployEngine:
         log_level=spec.log_level,
         trust_remote_code=spec.args.trust_remote_code,
     )
-    return LMDeployEngine(pipe, backend)
+    built = pipe.async_engine.backend
+    if built != backend:
+        log.warning("lmdeploy built its %s engine (asked for %s)", built, backend)
+    return LMDeployEngine(pipe, built)
 
 
 class LMDeployEngine:
-    """`InferenceEngine` over a real `lmdeploy.Pipeline`."""
+    """`InferenceEngine` over a real `lmdeploy.Pipeline`.
+
+    Requests go in as token ids through the Pipeline's own request machinery (`_infer`: its
+    concurrency limiter, `AsyncEngine.preprocess/generate`, errors as `Response` objects), so
+    the prompt is tokenised once, by the caller, and lmdeploy adds no second BOS.
+    """
 
     def __init__(self, pipe, backend: Literal["turbomind", "pytorch"]) -> None:
         self.pipe = pipe
         self.backend = backend
         self.session_len = int(pipe.async_engine.session_len)
         self.closed = False
+        if not hasattr(pipe, "_infer"):
+            raise RuntimeError(
+                "this lmdeploy version has no Pipeline._infer; install the supported one: "
+                'pip install "lmdeploy>=0.18,<0.19"'
+            )
 
-    def infer(self, prompts, gen_config, *, do_preprocess=True, adapter_name=None, use_tqdm=False):
-        if not prompts:
+    def settings(self) -> dict[str, Any]:
+        config = self.pipe.async_engine.backend_config
+        names = ("tp", "dp", "session_len", "max_batch_size", "cache_max_entry_count")
+        out = {name: getattr(config, name, None) for name in names}
+        out["enable_prefix_caching"] = getattr(config, "enable_prefix_caching", None)
+        out["backend"] = self.backend
+        return out
+
+    def _check_awake(self) -> None:
+        if self.closed:
+            raise RuntimeError("the lmdeploy engine was closed")
+        if self.pipe.async_engine.is_sleeping:
+            raise RuntimeError("the lmdeploy engine is asleep: call wakeup() first")
+
+    def _run(self, input_ids, gen_configs, adapter_name, use_tqdm: bool, desc: str) -> list[Any]:
+        from tqdm import tqdm
+
+        self._check_awake()
+        if not input_ids:
             return []
-        out = self.pipe.infer(
-            list(prompts),
-            gen_config=list(gen_config) if isinstance(gen_config, (list, tuple)) else gen_config,
-            do_preprocess=do_preprocess,
-            adapter_name=adapter_name,
-            use_tqdm=use_tqdm,
+        requests = (
+            {
+                "session_id": self.pipe.session_mgr.get(),
+                "messages": None,
+                "input_ids": list(ids),
+                "gen_config": config,
+                "adapter_name": adapter_name,
+                "stream_response": False,
+            }
+            for ids, config in zip(input_ids, gen_configs, strict=True)
         )
-        return out if isinstance(out, list) else [out]
+        bar = tqdm(total=len(input_ids), desc=desc) if use_tqdm else None
+        out = []
+        try:
+            for parts in self.pipe._infer(requests, multiplex=False, pbar=bar):
+                resp = None
+                for part in parts:
+                    resp = resp.extend(part) if resp is not None else part
+                out.append(resp)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+    def generate(self, input_ids, gen_configs, *, adapter_name=None, use_tqdm=False):
+        return self._run(input_ids, gen_configs, adapter_name, use_tqdm, "lmdeploy generate")
 
     def prompt_logprobs(
         self, input_ids, logprob_start_lens, *, top_k=1, adapter_name=None, use_tqdm=False
     ):
-        """Token-id requests through AsyncEngine.preprocess/generate (Pipeline.infer only takes
-        text), on the pipeline's own event loop, all submitted at once under its limiter."""
         from lmdeploy import GenerationConfig
-        from lmdeploy.messages import Response
-        from lmdeploy.serve.core.exceptions import ErrorCode, RequestError
-        from tqdm import tqdm
 
-        if not input_ids:
-            return []
-        pipe, engine = self.pipe, self.pipe.async_engine
-        bar = tqdm(total=len(input_ids), desc="lmdeploy prompt logprobs", disable=not use_tqdm)
-
-        async def one(idx: int, ids: list[int], start: int):
-            gen_config = GenerationConfig(max_new_tokens=0, logprobs=top_k, logprob_start_len=start)
-            async with pipe._get_limiter():
-                try:
-                    request = await engine.preprocess(
-                        messages=None,
-                        session_id=pipe.session_mgr.get(),
-                        gen_config=gen_config,
-                        input_ids=list(ids),
-                        adapter_name=adapter_name,
-                    )
-                    final = None
-                    async for out in engine.generate(request, stream_response=False):
-                        resp = out.to_response(idx)
-                        final = resp if final is None else final.extend(resp)
-                    return final
-                except RequestError as e:
-                    code, message = e.code.value, e.message
-                except Exception as e:  # the engine's own safety net does the same
-                    code, message = ErrorCode.INTERNAL_ERROR.value, f"{type(e).__name__}: {e}"
-                finally:
-                    bar.update(1)
-            return Response(
-                text="",
-                generate_token_len=0,
-                input_token_len=len(ids),
-                finish_reason="error",
-                index=idx,
-                error_code=code,
-                error_message=message,
-            )
-
-        async def gather():
-            pairs = zip(input_ids, logprob_start_lens, strict=True)
-            return await asyncio.gather(*(one(i, ids, s) for i, (ids, s) in enumerate(pairs)))
-
-        try:
-            future = asyncio.run_coroutine_threadsafe(gather(), pipe.internal_thread.loop)
-            return list(future.result())
-        finally:
-            bar.close()
+        configs = [
+            GenerationConfig(max_new_tokens=0, logprobs=top_k, logprob_start_len=start)
+            for start in logprob_start_lens
+        ]
+        return self._run(input_ids, configs, adapter_name, use_tqdm, "lmdeploy prompt logprobs")
 
     def get_reward_score(self, input_ids):
         return self.pipe.get_reward_score(input_ids)
 
     def sleep(self, level: int = 1) -> None:
-        future = asyncio.run_coroutine_threadsafe(
-            self.pipe.async_engine.sleep(level), self.pipe.internal_thread.loop
-        )
-        future.result()
+        """lmdeploy's level-1 sleep: weights offloaded, KV cache dropped, both restored by
+        `wakeup`. Level 2 discards the weights, which `wakeup` does not reload: refused."""
+        if level != 1:
+            raise ValueError(
+                f"sleep(level={level}): only level 1 is restored by wakeup() (level 2 discards "
+                "the weights); use release() to free everything."
+            )
+        self.pipe._run(coro=self.pipe.async_engine.sleep(level)).result()
 
     def wakeup(self) -> None:
-        self.pipe.async_engine.wakeup()
+        """On the engine's own event loop, as lmdeploy's server calls it."""
+        self.pipe._run(fn=self.pipe.async_engine.wakeup).result()
 
     def close(self) -> None:
         if self.closed:

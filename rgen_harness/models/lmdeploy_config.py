@@ -300,6 +300,15 @@ class LMDeployArgs:
         require_lmdeploy()
         from lmdeploy import PytorchEngineConfig, TurbomindEngineConfig
 
+        if backend == "pytorch" and self.dp > 1:
+            # lmdeploy's PyTorch engine resets dp to 1 when tp=1 and otherwise needs one process
+            # per dp rank (its server launches them): one evaluating process cannot drive it.
+            raise ModelArgsError(
+                f"dp={self.dp} cannot run on lmdeploy's PyTorch engine from one process. Use "
+                f"backend=turbomind,dp={self.dp} (replicas inside one engine), or serve the model "
+                f"with `lmdeploy serve api_server <model> --backend pytorch --dp {self.dp}` and "
+                "evaluate it with lm-eval's local-chat-completions model, or drop dp."
+            )
         cls = PytorchEngineConfig if backend == "pytorch" else TurbomindEngineConfig
         names = {f.name for f in dataclasses.fields(cls)}
         values = self.engine_fields()
@@ -384,14 +393,14 @@ def generation_config(
     *,
     max_gen_toks: int,
     default_seed: int | None,
-    single_token_stops: list[str],
+    stop_token_ids: list[int],
 ):
     """lm-eval gen_kwargs -> lmdeploy GenerationConfig. Unknown keys are an error.
 
-    Greedy unless `do_sample` (or a positive temperature without `do_sample`). `until` strings
-    that are single tokens go to the engine as stop words so it stops early; the text is cut at
-    every `until` string afterwards anyway (lmdeploy's stop words are single-token only), and
-    `include_stop_str_in_output` keeps the stopping token's text so that cut is exact.
+    Greedy unless `do_sample` (or a positive temperature without `do_sample`). `stop_token_ids`
+    (the chat template's end-of-turn token, single-token `until` strings) stop the engine early;
+    lmdeploy adds every EOS id itself. The stopping token's text is never part of the reply
+    (`include_stop_str_in_output=False`); `until` strings are cut from the text afterwards.
     """
     from lmdeploy import GenerationConfig
 
@@ -404,11 +413,11 @@ def generation_config(
     values: dict[str, Any] = {
         "max_new_tokens": max_gen_toks,
         "do_sample": do_sample,
-        "include_stop_str_in_output": True,
+        "include_stop_str_in_output": False,
         "skip_special_tokens": True,
     }
-    if single_token_stops:
-        values["stop_words"] = list(single_token_stops)
+    if stop_token_ids:
+        values["stop_token_ids"] = list(stop_token_ids)
     if do_sample:
         values["temperature"] = 1.0 if temperature is None else float(temperature)
         if default_seed is not None:

@@ -5,12 +5,14 @@
         --tasks deita_qr,deita_qcr,mmlu --apply_chat_template
 
 Request types:
-- `generate_until`: every prompt of the call goes to the engine in ONE `infer` call (lmdeploy
-  batches continuously); `until` strings are cut from the text afterwards (lmdeploy's stop words
-  are single-token only; single-token ones are also sent as stop words so the engine stops
-  early), EOS stops generation, greedy unless the task samples. A request that fails inside the
-  engine (`finish_reason='error'`) stops the run with its message: lm-eval has no per-request
-  failure value for it.
+- `generate_until`: every prompt of the call goes to the engine at once, as token ids (encoded
+  once here, with the tokenizer's prefix exactly once; lmdeploy batches continuously). The
+  engine stops on every EOS id lmdeploy reads (tokenizer and `generation_config.json`), on the
+  token that closes an assistant turn in the chat template, and on `until` strings that are
+  single tokens; no stop or EOS text is ever part of a reply (`include_stop_str_in_output` is
+  off) and `until` strings are cut from the text afterwards. Greedy unless the task samples. A
+  request that fails inside the engine (`finish_reason='error'`) stops the run with its
+  message: lm-eval has no per-request failure value for it.
 - `generate_chat_rounds` (deita_qr / deita_qcr): `rgen_harness.chat.runner.run_rounds` with
   this engine as backend: one batched engine call per round, the model's own chat template,
   the context budget in the model's tokens, lm-eval's `--use_cache` database per round.
@@ -19,13 +21,17 @@ Request types:
 - `loglikelihood` / `loglikelihood_rolling`: exact, from the PyTorch engine's prompt
   log-probabilities (`logprobs_mode='raw_logprobs'`, `max_new_tokens=0`, `logprob_start_len`),
   summed over the continuation, with the greedy check; rolling windows as lm-eval builds them.
-  TurboMind cannot return prompt log-probabilities: such tasks need `backend=pytorch`.
+  TurboMind cannot return prompt log-probabilities: with `backend=auto` (the default) these
+  requests run on a PyTorch engine built for them (the TurboMind one is released first); with
+  `backend=turbomind` they stop with a message to use `backend=pytorch` or `auto`.
 
-Scale-out is lmdeploy's own: `tp=N` splits the model over N GPUs, `dp=M` runs M replicas, both
-inside one engine. Multi-node: start a Ray cluster (`ray start --head` on the first node,
-`ray start --address=<head>:6379` on the others) and run lm_eval on the head node with
-`backend=pytorch,distributed_executor_backend=ray` and tp/dp spanning all GPUs; TurboMind
-instead runs one process per node with `nnodes=2,node_rank=<i>,dist_init_addr=<head ip:port>`.
+Scale-out is lmdeploy's own: `tp=N` splits the model over N GPUs; `dp=M` runs M replicas inside
+one TurboMind engine (lmdeploy's PyTorch engine needs one process per dp rank, so `dp>1` with
+the PyTorch backend is refused with the alternatives). Multi-node: start a Ray cluster
+(`ray start --head` on the first node, `ray start --address=<head>:6379` on the others) and
+run lm_eval on the head node with `backend=pytorch,distributed_executor_backend=ray` and `tp`
+spanning all GPUs; TurboMind instead runs one process per node with
+`nnodes=2,node_rank=<i>,dist_init_addr=<head ip:port>`.
 
 Memory: `release()` closes the engine and empties the CUDA cache (the next request builds a
 new engine); `sleep()` / `wakeup()` offload and restore weights and KV cache;
@@ -44,6 +50,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from lm_eval.api.model import TemplateLM
@@ -51,6 +58,7 @@ from tqdm import tqdm
 
 from rgen_harness.chat.protocol import REQUEST_TYPE
 from rgen_harness.chat.runner import Generation, LMChatBackend, RoundCache, run_rounds
+from rgen_harness.chat.special_tokens import encode_prompt, template_tokens
 from rgen_harness.models.engine import EngineSpec, create_engine, engine_factory, free_memory
 from rgen_harness.models.lmdeploy_config import (
     LMDeployArgs,
@@ -117,7 +125,7 @@ class LMDeployLM(TemplateLM):
         self._engine = None
         self.throughput = ThroughputLog()
         self._gen_cache: dict[str, tuple[list[str], Any]] = {}
-        self._single_token: dict[str, bool] = {}
+        self.backends_used: dict[str, str] = {}  # request type -> engine that served it
         self.engine  # noqa: B018  (build now: configuration errors surface before any task loads)
 
     # -- engine lifecycle ---------------------------------------------------------------------
@@ -127,6 +135,27 @@ class LMDeployLM(TemplateLM):
             if self._engine is not None:
                 log.info("the lmdeploy engine was released; building it again")
             self._engine = create_engine(self._spec, self._factory)
+        return self._engine
+
+    def _logprob_engine(self, request_type: str):
+        """An engine that returns prompt log-probabilities: the PyTorch one. With backend=auto
+        a TurboMind engine is released and a PyTorch engine built in its place."""
+        engine = self.engine
+        if engine.backend == "pytorch":
+            return engine
+        if self.args.backend != "auto":
+            raise LogprobsUnavailable(
+                f"{request_type} needs prompt log-probabilities, which lmdeploy's {engine.backend} "
+                "engine does not return. Run these tasks with backend=pytorch or backend=auto "
+                "(auto builds a PyTorch engine for them)."
+            )
+        log.warning(
+            "%s needs prompt log-probabilities, which TurboMind does not return: releasing it "
+            "and building lmdeploy's PyTorch engine for these requests",
+            request_type,
+        )
+        self.release()
+        self._engine = create_engine(replace(self._spec, backend="pytorch"), self._factory)
         return self._engine
 
     def release(self) -> None:
@@ -182,6 +211,10 @@ class LMDeployLM(TemplateLM):
             text = self._prefix_text_cache = self.tokenizer.decode([self.prefix_token_id])
         return text
 
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Token ids of a prompt as sent to the engine: the tokenizer's prefix exactly once."""
+        return encode_prompt(self.tokenizer, prompt)
+
     def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
 
@@ -210,29 +243,41 @@ class LMDeployLM(TemplateLM):
         import lmdeploy
 
         engine = self._engine
+        settings = engine.settings() if engine is not None else {}
         return {
             "lmdeploy_version": lmdeploy.__version__,
-            "lmdeploy_backend": getattr(engine, "backend", self.args.backend),
+            "lmdeploy_backend": settings.get("backend", self.args.backend),
+            "lmdeploy_backends_used": dict(self.backends_used),
             "lmdeploy_engine": type(engine).__name__ if engine is not None else None,
-            "lmdeploy_session_len": self.args.session_len or getattr(engine, "session_len", None),
-            "lmdeploy_tp": self.args.tp,
-            "lmdeploy_dp": self.args.dp,
+            "lmdeploy_session_len": settings.get("session_len", self.args.session_len),
+            "lmdeploy_tp": settings.get("tp"),
+            "lmdeploy_dp": settings.get("dp"),
+            "lmdeploy_max_batch_size": settings.get("max_batch_size"),
+            "lmdeploy_enable_prefix_caching": settings.get("enable_prefix_caching"),
             "lora_adapter": self.args.adapter_name,
             "lora_adapter_path": self.args.adapters.get(self.args.adapter_name or "", None),
             "throughput": self.throughput.summary(),
         }
 
-    # -- generation ---------------------------------------------------------------------------
-    def _is_single_token(self, word: str) -> bool:
-        hit = self._single_token.get(word)
-        if hit is None:
-            hit = len(self.tokenizer.encode(word, add_special_tokens=False)) == 1
-            self._single_token[word] = hit
-        return hit
-
+    # -- generation ----------------------------------------------------------------------------
     def _eos_text(self) -> str | None:
         text = self.tokenizer.decode([self.eot_token_id]) if self.eot_token_id is not None else ""
         return text or self.tokenizer.eos_token
+
+    def _stop_token_ids(self, until: list[str]) -> list[int]:
+        """The end-of-turn token of the chat template plus every `until` string that is exactly
+        one token. EOS ids are added by lmdeploy itself (tokenizer + generation_config.json)."""
+        ids = set()
+        eot = template_tokens(self.tokenizer).end_of_turn_id
+        if eot is not None:
+            ids.add(eot)
+        for word in until:
+            if not word:
+                continue
+            enc = self.tokenizer.encode(word, add_special_tokens=False)
+            if len(enc) == 1 and self.tokenizer.decode(enc, skip_special_tokens=False) == word:
+                ids.add(enc[0])
+        return sorted(ids)
 
     def plan(self, gen_kwargs: dict) -> tuple[list[str], Any, int]:
         """(until, lmdeploy GenerationConfig, max_gen_toks) for one request's gen_kwargs;
@@ -243,33 +288,28 @@ class LMDeployLM(TemplateLM):
             until, max_gen_toks, rest = split_gen_kwargs(
                 gen_kwargs, default_max_gen_toks=self.max_gen_toks, eos=self._eos_text()
             )
-            eos = self._eos_text()  # already a stop token id in lmdeploy
             config = generation_config(
                 rest,
                 max_gen_toks=max_gen_toks,
                 default_seed=self.args.seed,
-                single_token_stops=[
-                    u for u in until if u and u != eos and self._is_single_token(u)
-                ],
+                stop_token_ids=self._stop_token_ids(until),
             )
             hit = (until, config, max_gen_toks)
             self._gen_cache[key] = hit
         return hit
 
-    def fit_context(self, context: str, max_gen_toks: int) -> str:
-        """The context, left-truncated (as lm-eval does) if it and max_gen_toks exceed
-        max_length. Tokenised only when its UTF-8 size could exceed the budget."""
+    def fit_context(self, context: str, max_gen_toks: int) -> list[int]:
+        """The context's token ids, left-truncated (as lm-eval does) if they and max_gen_toks
+        exceed max_length."""
         budget = self.max_length - max_gen_toks
         if budget < 1:
             raise ValueError(
                 f"max_gen_toks={max_gen_toks} leaves no room for a prompt in max_length="
                 f"{self.max_length}: lower max_gen_toks or raise session_len."
             )
-        if len(context) * 4 + 8 <= budget or len(context.encode("utf-8")) + 8 <= budget:
-            return context
-        ids = self.tok_encode(context)
+        ids = self.encode_prompt(context)
         if len(ids) <= budget:
-            return context
+            return ids
         log.warning(
             "context of %d tokens + max_gen_toks %d exceeds max_length %d: keeping its last "
             "%d tokens",
@@ -278,32 +318,26 @@ class LMDeployLM(TemplateLM):
             self.max_length,
             budget,
         )
-        return self.tokenizer.decode(ids[-budget:])
+        return ids[-budget:]
 
-    def _engine_generate(self, prompts: list[str], configs: list, use_tqdm: bool) -> list:
-        responses = self.engine.infer(
-            prompts,
-            configs,
-            do_preprocess=False,
-            adapter_name=self.args.adapter_name,
-            use_tqdm=use_tqdm,
+    def _engine_generate(self, input_ids: list[list[int]], configs: list, use_tqdm: bool) -> list:
+        engine = self.engine
+        responses = engine.generate(
+            input_ids, configs, adapter_name=self.args.adapter_name, use_tqdm=use_tqdm
         )
-        if len(responses) != len(prompts):
-            raise RuntimeError(f"engine returned {len(responses)} responses for {len(prompts)}")
+        if len(responses) != len(input_ids):
+            raise RuntimeError(f"engine returned {len(responses)} responses for {len(input_ids)}")
         return responses
 
     def reply_tokens(self, resp, text: str) -> int:
         """Tokens of the reply as kept (the stop token or a cut-off tail does not count)."""
         if text == resp.text:
             return resp.generate_token_len
-        if resp.finish_reason == "stop" and resp.token_ids:
-            last = self.tokenizer.decode(resp.token_ids[-1:], skip_special_tokens=False)
-            if text + last == resp.text:
-                return max(0, resp.generate_token_len - 1)
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _record_call(self, kind: str, samples: int, responses, start: float) -> None:
         """Throughput of one engine call that served `samples` lm-eval requests."""
+        self.backends_used[kind] = self.engine.backend
         self.throughput.record(
             kind,
             samples=samples,
@@ -369,26 +403,16 @@ class LMDeployLM(TemplateLM):
         return [r.to_json() for r in results]
 
     # -- log-likelihood -----------------------------------------------------------------------
-    def _require_prompt_logprobs(self, request_type: str) -> None:
-        backend = getattr(self.engine, "backend", None)
-        if backend != "pytorch":
-            raise LogprobsUnavailable(
-                f"{request_type} needs prompt log-probabilities, which lmdeploy's {backend} "
-                "engine does not return. Run these tasks with "
-                "--model_args pretrained=...,backend=pytorch (the PyTorch engine scores prompts "
-                "exactly)."
-            )
-
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
         if not requests:
             return []
-        self._require_prompt_logprobs("loglikelihood")
+        engine = self._logprob_engine("loglikelihood")
         start = time.perf_counter()
-        answers, responses = self._score_tokens(requests, disable_tqdm)
+        answers, responses = self._score_tokens(engine, requests, disable_tqdm)
         self._record_call("loglikelihood", len(requests), responses, start)
         return answers
 
-    def _score_tokens(self, requests, disable_tqdm: bool) -> tuple[list, list]:
+    def _score_tokens(self, engine, requests, disable_tqdm: bool) -> tuple[list, list]:
         """(logprob, is_greedy) per (cache_key, context_enc, continuation_enc), one engine call."""
         max_input = self.max_length - 1  # lmdeploy needs input length < session_len
         inputs, ctxlens = [], []
@@ -408,7 +432,7 @@ class LMDeployLM(TemplateLM):
                 ctxlen = 1
             inputs.append(inp)
             ctxlens.append(ctxlen)
-        responses = self.engine.prompt_logprobs(
+        responses = engine.prompt_logprobs(
             inputs,
             [c - 1 for c in ctxlens],
             top_k=1,
@@ -435,7 +459,7 @@ class LMDeployLM(TemplateLM):
 
         if not requests:
             return []
-        self._require_prompt_logprobs("loglikelihood_rolling")
+        engine = self._logprob_engine("loglikelihood_rolling")
         start = time.perf_counter()
         windows, owners = [], []
         for i, (string,) in enumerate(
@@ -453,7 +477,7 @@ class LMDeployLM(TemplateLM):
             ):
                 windows.append((None, *window))
                 owners.append(i)
-        scores, responses = self._score_tokens(windows, disable_tqdm)
+        scores, responses = self._score_tokens(engine, windows, disable_tqdm)
         self._record_call("loglikelihood_rolling", len(requests), responses, start)
         totals = [0.0] * len(requests)
         for owner, (logprob, _) in zip(owners, scores, strict=True):
@@ -484,18 +508,29 @@ def score_continuation(rows, targets: list[int]) -> tuple[float, bool]:
 
 
 class EngineChatBackend(LMChatBackend):
-    """The chat-rounds backend on the engine: rendering and token counting as LMChatBackend
-    (the model's chat template and tokenizer), generation as one engine call per round."""
+    """The chat-rounds backend on the engine: rendering with the model's chat template, token
+    counting with its tokenizer, generation as one engine call per round. A prompt's token ids
+    are computed once, when the budget counts them, and sent as they are."""
 
     def __init__(self, lm: LMDeployLM, *, use_tqdm: bool = True) -> None:
         super().__init__(lm)
         self.max_length = lm.max_length
         self.use_tqdm = use_tqdm
+        self._ids: dict[str, list[int]] = {}
+
+    def count_tokens(self, text: str) -> int:
+        ids = self._ids.get(text)
+        if ids is None:
+            ids = self._ids[text] = self.lm.encode_prompt(text)
+        return len(ids)
 
     def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
         lm: LMDeployLM = self.lm
         plans = [lm.plan(kwargs) for kwargs in gen_kwargs]
-        responses = lm._engine_generate(prompts, [p[1] for p in plans], use_tqdm=self.use_tqdm)
+        ids = [self._ids.get(p) or lm.encode_prompt(p) for p in prompts]
+        self._ids.clear()
+        responses = lm._engine_generate(ids, [p[1] for p in plans], use_tqdm=self.use_tqdm)
+        lm.backends_used[REQUEST_TYPE] = lm.engine.backend
         lm.throughput.record(
             REQUEST_TYPE,
             samples=0,
@@ -515,6 +550,7 @@ class EngineChatBackend(LMChatBackend):
                     text=text,
                     finish_reason=resp.finish_reason,
                     tokens=lm.reply_tokens(resp, text),
+                    cached_tokens=getattr(resp, "cached_tokens", None),
                 )
             )
         return out

@@ -78,6 +78,7 @@ def _build(
     """
     out_dir = Path(out_dir)
     settings = {
+        "build": 2,  # version of this builder: 2 = special tokens never likelier than text
         "kind": kind,
         "arch": arch,
         "seed": seed,
@@ -116,6 +117,8 @@ def _build(
         model = AutoModelForSequenceClassification.from_config(config)
     else:
         model = AutoModelForCausalLM.from_config(config)
+        with torch.no_grad():  # logit 0 for special tokens: greedy replies are plain text
+            model.lm_head.weight[tok.all_special_ids] = 0.0
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out_dir)

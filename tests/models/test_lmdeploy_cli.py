@@ -18,7 +18,8 @@ import pytest
 
 pytest.importorskip("lmdeploy")
 
-STANDIN = "rgen_harness.models.hf_standin:build_hf_standin"
+from cpu_engine_util import CPU_ENGINE
+
 FAIL_ON = "光合作用"  # appears only in the deita sample conversation sample-zh-1
 OWN_TASKS = ["rgen_test_mc", "rgen_test_rolling", "rgen_test_gen"]
 TASKS = ["deita_qr", "deita_qcr", *OWN_TASKS]
@@ -30,8 +31,8 @@ def run(tiny_dir, lmdeploy_task_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("lm_eval_lmdeploy")
     env = dict(os.environ)
     env.update(
-        RGEN_HARNESS_LMDEPLOY_ENGINE=STANDIN,
-        RGEN_HARNESS_STANDIN_FAIL=FAIL_ON,
+        RGEN_HARNESS_LMDEPLOY_ENGINE=CPU_ENGINE,
+        RGEN_HARNESS_CPU_ENGINE_FAIL=FAIL_ON,
         HF_HUB_OFFLINE="1",
         HF_DATASETS_OFFLINE="1",
     )
@@ -62,7 +63,11 @@ def test_every_task_ran_through_the_lmdeploy_model(run):
     results = run["results"]
     assert results["config"]["model"] == "lmdeploy"
     assert set(TASKS) <= set(results["results"])
-    assert results["config"]["lmdeploy_engine"] == "HFStandInEngine"
+    config = results["config"]
+    assert config["lmdeploy_engine"] == "LMDeployEngine"
+    # auto: TurboMind for generation, a PyTorch engine for the log-likelihood tasks
+    used = config["lmdeploy_backends_used"]
+    assert used["generate_chat_rounds"] == "turbomind" and used["loglikelihood"] == "pytorch"
     for task in TASKS:  # a task with two filters logs each doc twice
         assert {s["doc_id"] for s in run["samples"][task]} == set(range(LIMIT))
 
@@ -73,7 +78,7 @@ def test_deita_rounds_and_the_failed_conversation(run):
         for sample in run["samples"][task]:
             by_id[sample["doc"]["id"]] = json.loads(sample["resps"][0][0])
         failed = by_id.pop("sample-zh-1")
-        assert failed["status"] == "failed" and "injected failure" in failed["reason"]
+        assert failed["status"] == "failed" and "internal_error" in failed["reason"]
         for result in by_id.values():
             assert result["status"] == "ok" and len(result["rounds"]) == n_rounds
             assert all(r["prompt"].endswith("<|im_start|>assistant\n") for r in result["rounds"])

@@ -132,9 +132,7 @@ def test_gen_kwargs_map_onto_real_generation_config():
         eos="</s>",
     )
     assert until == ["Q:", "</s>"] and max_gen == 64
-    config = generation_config(
-        rest, max_gen_toks=max_gen, default_seed=None, single_token_stops=["</s>"]
-    )
+    config = generation_config(rest, max_gen_toks=max_gen, default_seed=None, stop_token_ids=[2])
     assert isinstance(config, lmdeploy.GenerationConfig)
     assert (config.do_sample, config.temperature, config.top_p, config.top_k) == (
         True,
@@ -143,16 +141,16 @@ def test_gen_kwargs_map_onto_real_generation_config():
         20,
     )
     assert config.random_seed == 3 and config.max_new_tokens == 64
-    assert config.stop_words == ["</s>"] and config.include_stop_str_in_output is True
+    assert config.stop_token_ids == [2] and config.include_stop_str_in_output is False
 
 
 def test_greedy_by_default_and_model_seed_only_when_sampling():
     greedy = generation_config(
-        {"temperature": 0.0}, max_gen_toks=8, default_seed=7, single_token_stops=[]
+        {"temperature": 0.0}, max_gen_toks=8, default_seed=7, stop_token_ids=[]
     )
     assert greedy.do_sample is False and greedy.random_seed is None and greedy.max_new_tokens == 8
     sampled = generation_config(
-        {"temperature": 0.5}, max_gen_toks=8, default_seed=7, single_token_stops=[]
+        {"temperature": 0.5}, max_gen_toks=8, default_seed=7, stop_token_ids=[]
     )
     assert sampled.do_sample is True and sampled.random_seed == 7
 
@@ -160,11 +158,11 @@ def test_greedy_by_default_and_model_seed_only_when_sampling():
 def test_unknown_gen_kwarg_is_an_error_with_a_suggestion():
     with pytest.raises(ValueError, match=r"temprature.*Did you mean 'temperature'"):
         generation_config(
-            {"temprature": 0.5}, max_gen_toks=8, default_seed=None, single_token_stops=[]
+            {"temprature": 0.5}, max_gen_toks=8, default_seed=None, stop_token_ids=[]
         )
     with pytest.raises(ValueError, match="sets stop_words itself"):
         generation_config(
-            {"stop_words": ["x"]}, max_gen_toks=8, default_seed=None, single_token_stops=[]
+            {"stop_words": ["x"]}, max_gen_toks=8, default_seed=None, stop_token_ids=[]
         )
 
 
@@ -174,3 +172,10 @@ def test_missing_lmdeploy_names_the_pip_command(monkeypatch):
         require_lmdeploy()
     assert PIP_HINT == 'pip install "rgen-harness[lmdeploy]"'
     assert PIP_HINT in str(info.value)
+
+
+def test_dp_on_the_pytorch_engine_is_refused_with_the_alternatives(tiny_dir):
+    args = LMDeployArgs.from_kwargs({"pretrained": str(tiny_dir / "chat"), "dp": 2})
+    with pytest.raises(ModelArgsError, match=r"dp=2 cannot run on lmdeploy's PyTorch engine"):
+        args.engine_config("pytorch")
+    assert args.engine_config("turbomind").dp == 2  # TurboMind runs replicas in one process

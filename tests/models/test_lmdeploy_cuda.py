@@ -59,8 +59,8 @@ def test_generate_until_and_stop_strings(real_lm):
 def test_prefix_cache_reused_by_a_second_round(real_lm):
     _, config, _ = real_lm.plan({"until": [], "max_gen_toks": 4})
     prompt = real_lm.apply_chat_template([{"role": "user", "content": "accuracy " * 200}])
-    real_lm.engine.infer([prompt], config, do_preprocess=False)
-    [again] = real_lm.engine.infer([prompt + "more"], config, do_preprocess=False)
+    real_lm.engine.generate([real_lm.encode_prompt(prompt)], [config])
+    [again] = real_lm.engine.generate([real_lm.encode_prompt(prompt + "more")], [config])
     assert again.cached_tokens > 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from lm_eval.api.instance import Instance
@@ -13,7 +12,7 @@ from rgen_harness.models.lmdeploy_lm import GenerationFailed
 
 pytest.importorskip("lmdeploy")
 
-STANDIN = "rgen_harness.models.hf_standin:build_hf_standin"
+from cpu_engine_util import CPU_ENGINE, fail_requests
 
 PROMPTS = ["Question: what is accuracy?\nAnswer:", "Hello there", "Criteria List\n## depth"]
 
@@ -29,11 +28,10 @@ def hf_lm(tiny_dir):
     return HFLM(pretrained=str(tiny_dir / "chat"), device="cpu", batch_size=1)
 
 
-def test_all_prompts_go_to_the_engine_in_one_call(lmdeploy_standin):
-    engine = lmdeploy_standin.engine
-    engine.calls.clear()
+def test_all_prompts_go_to_the_engine_in_one_call(lmdeploy_standin, engine_calls):
+    calls = engine_calls(lmdeploy_standin)
     out = lmdeploy_standin.generate_until([gen(p, until=[], max_gen_toks=4) for p in PROMPTS])
-    assert engine.calls == [("infer", len(PROMPTS))]
+    assert calls == [("generate", len(PROMPTS))]
     assert len(out) == len(PROMPTS) and all(isinstance(t, str) for t in out)
 
 
@@ -45,8 +43,9 @@ def test_greedy_generation_matches_lm_eval_hf(lmdeploy_standin, hf_lm):
 def test_stop_strings_are_cut_exactly_and_max_gen_toks_holds(lmdeploy_standin):
     prompt = PROMPTS[0]
     full = lmdeploy_standin.generate_until([gen(prompt, until=[], max_gen_toks=12)])[0]
-    resp = lmdeploy_standin.engine.infer(
-        [prompt], lmdeploy_standin.plan({"until": [], "max_gen_toks": 12})[1], do_preprocess=False
+    resp = lmdeploy_standin.engine.generate(
+        [lmdeploy_standin.encode_prompt(prompt)],
+        [lmdeploy_standin.plan({"until": [], "max_gen_toks": 12})[1]],
     )[0]
     assert resp.generate_token_len <= 12
     assert len(full) >= 4, full
@@ -56,29 +55,34 @@ def test_stop_strings_are_cut_exactly_and_max_gen_toks_holds(lmdeploy_standin):
     assert stop not in cut
 
 
-def test_engine_error_is_raised_with_request_and_message(lmdeploy_standin, monkeypatch):
-    monkeypatch.setattr(lmdeploy_standin.engine, "fail", re.compile("POISON"))
+def test_engine_error_is_raised_with_request_and_message(lmdeploy_standin):
+    fail_requests(lmdeploy_standin, "POISON")
     requests = [gen("fine prompt", max_gen_toks=3), gen("a POISON prompt", max_gen_toks=3)]
-    with pytest.raises(GenerationFailed) as info:
-        lmdeploy_standin.generate_until(requests)
+    try:
+        with pytest.raises(GenerationFailed) as info:
+            lmdeploy_standin.generate_until(requests)
+    finally:
+        fail_requests(lmdeploy_standin, None)
     message = str(info.value)
     assert "failed 1 of 2 generate_until requests" in message
-    assert "request 1" in message and "injected failure" in message and "internal_error" in message
+    assert "request 1" in message and "internal_error" in message
 
 
-def test_replies_before_a_failure_are_cached_for_the_rerun(lmdeploy_standin, monkeypatch, tmp_path):
+def test_replies_before_a_failure_are_cached_for_the_rerun(
+    lmdeploy_standin, engine_calls, tmp_path
+):
     from lm_eval.api.model import CacheHook, CachingLM
 
-    monkeypatch.setattr(lmdeploy_standin.engine, "fail", re.compile("POISON"))
+    fail_requests(lmdeploy_standin, "POISON")
     requests = [gen("fine prompt", max_gen_toks=3), gen("a POISON prompt", max_gen_toks=3)]
     cached = CachingLM(lmdeploy_standin, str(tmp_path / "c.db"))
     try:
         with pytest.raises(GenerationFailed):
             cached.generate_until(requests)
-        monkeypatch.setattr(lmdeploy_standin.engine, "fail", None)
-        lmdeploy_standin.engine.calls.clear()
+        fail_requests(lmdeploy_standin, None)
+        calls = engine_calls(lmdeploy_standin)
         out = cached.generate_until(requests)
-        assert lmdeploy_standin.engine.calls == [("infer", 1)]  # only the failed one again
+        assert calls == [("generate", 1)]  # only the failed one again
         assert out[0] == lmdeploy_standin.generate_until(requests[:1])[0]
     finally:
         lmdeploy_standin.set_cache_hook(CacheHook(None))
@@ -99,22 +103,26 @@ def chat_request(doc_id: str, text: str, rounds: int) -> Instance:
     return Instance(REQUEST_TYPE, {}, (request, {"until": [], "max_gen_toks": 5}), 0)
 
 
-def test_chat_rounds_one_engine_call_per_round_and_failures_recorded(lmdeploy_standin, monkeypatch):
-    engine = lmdeploy_standin.engine
-    monkeypatch.setattr(engine, "fail", re.compile("POISON"))
-    engine.calls.clear()
+def test_chat_rounds_one_engine_call_per_round_and_failures_recorded(
+    lmdeploy_standin, engine_calls
+):
+    calls = engine_calls(lmdeploy_standin)
+    fail_requests(lmdeploy_standin, "POISON")
     requests = [
         chat_request("a", "Tell me about accuracy.", 2),
         chat_request("b", "POISON here", 2),
         chat_request("c", "Short one.", 1),
     ]
-    results = [ChatResult.from_json(r) for r in lmdeploy_standin.generate_chat_rounds(requests)]
-    assert engine.calls == [("infer", 3), ("infer", 1)]  # round 1: all three; round 2: only a
+    try:
+        results = [ChatResult.from_json(r) for r in lmdeploy_standin.generate_chat_rounds(requests)]
+    finally:
+        fail_requests(lmdeploy_standin, None)
+    assert calls == [("generate", 3), ("generate", 1)]  # round 1: all three; round 2: only a
     ok, failed, single = results
     assert ok.status == "ok" and len(ok.rounds) == 2 and ok.rounds[1].reply_tokens <= 5
     assert ok.rounds[1].prompt.startswith(ok.rounds[0].prompt)  # round 2 extends round 1
     assert ok.rounds[0].reply in ok.rounds[1].prompt
-    assert failed.status == "failed" and "injected failure" in failed.reason
+    assert failed.status == "failed" and "internal_error" in failed.reason
     assert single.status == "ok" and len(single.rounds) == 1
     rendered = lmdeploy_standin.apply_chat_template(
         [{"role": "user", "content": "Short one."}], add_generation_prompt=True
@@ -128,7 +136,9 @@ def test_throughput_lands_in_model_info(lmdeploy_standin):
     stats = info["throughput"]["generate_until"]
     assert stats["samples"] >= 1 and stats["generated_tokens"] >= 1 and stats["wall_s"] > 0
     assert stats["samples_per_s"] > 0 and stats["generated_tokens_per_s"] > 0
-    assert info["lmdeploy_engine"] == "HFStandInEngine" and info["lmdeploy_backend"] == "pytorch"
+    # backend=auto resolves as lmdeploy does on a GPU machine: TurboMind for a Llama model
+    assert info["lmdeploy_engine"] == "LMDeployEngine" and info["lmdeploy_backend"] == "turbomind"
+    assert info["lmdeploy_backends_used"]["generate_until"] == "turbomind"
     json.dumps(info)  # goes into the results JSON as is
 
 
@@ -140,7 +150,7 @@ def test_chat_template_override_and_tokenizer_name(tiny_dir, tmp_path, monkeypat
         "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}[assistant] {% endif %}"
     )
-    monkeypatch.setenv("RGEN_HARNESS_LMDEPLOY_ENGINE", STANDIN)
+    monkeypatch.setenv("RGEN_HARNESS_LMDEPLOY_ENGINE", CPU_ENGINE)
     lm = LMDeployLM(pretrained=str(tiny_dir / "chat"), chat_template=str(template))
     history = [{"role": "user", "content": "Hi"}]
     assert lm.apply_chat_template(history) == "[user] Hi\n[assistant] "

@@ -13,7 +13,7 @@ from rgen_harness.models.lmdeploy_lm import LMDeployLM
 
 pytest.importorskip("lmdeploy")
 
-STANDIN = "rgen_harness.models.hf_standin:build_hf_standin"
+from cpu_engine_util import CPU_ENGINE
 
 
 def ll(context, continuation):
@@ -22,7 +22,7 @@ def ll(context, continuation):
 
 @pytest.fixture
 def standin(monkeypatch):
-    monkeypatch.setenv(engine_mod.ENGINE_ENV, STANDIN)
+    monkeypatch.setenv(engine_mod.ENGINE_ENV, CPU_ENGINE)
 
 
 def test_release_all_closes_engines_and_the_model_rebuilds_on_use(tiny_dir, standin):
@@ -37,13 +37,28 @@ def test_release_all_closes_engines_and_the_model_rebuilds_on_use(tiny_dir, stan
     assert lm._engine is None
 
 
-def test_sleep_and_wakeup_reach_the_engine(tiny_dir, standin):
-    lm = LMDeployLM(pretrained=str(tiny_dir / "chat"))
+def test_sleep_and_wakeup_run_on_the_engine_loop(tiny_dir, standin, monkeypatch):
+    import threading
+
+    lm = LMDeployLM(pretrained=str(tiny_dir / "chat"), backend="pytorch")
+    async_engine = lm.engine.pipe.async_engine
+    with pytest.raises(ValueError, match="level 2"):
+        lm.sleep(2)  # discards weights that wakeup() does not reload
     lm.sleep()
-    assert lm.engine.sleeping
+    assert async_engine.is_sleeping
     with pytest.raises(RuntimeError, match="asleep"):
         lm.loglikelihood([ll("a", " b")])
+    threads = []
+    real_wakeup = async_engine.wakeup
+
+    def wakeup(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real_wakeup(*args, **kwargs)
+
+    monkeypatch.setattr(async_engine, "wakeup", wakeup)
     lm.wakeup()
+    assert threads == [lm.engine.pipe.internal_thread.thread]  # lmdeploy's own event loop
+    assert not async_engine.is_sleeping
     assert lm.loglikelihood([ll("a", " b")])[0][0] < 0
     lm.release()
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from cpu_engine_util import CPU_ENGINE, fail_requests
 from lm_eval.api.instance import Instance
 
 from rgen_harness.models.lmdeploy_lm import LMDeployLM, LogprobsUnavailable, score_continuation
 
 pytest.importorskip("lmdeploy")
 
-STANDIN = "rgen_harness.models.hf_standin:build_hf_standin"
 TOL = 1e-4  # nats, per request
 PAIRS = [
     ("Question: which criterion asks for correctness?\nAnswer:", " accuracy"),
@@ -57,8 +57,8 @@ def test_loglikelihood_matches_hf_within_1e4(lmdeploy_standin, hf_lm):
 def test_greedy_flag_is_true_for_the_model_own_continuation(lmdeploy_standin):
     context = "Criteria List\n## accuracy"
     _, config, _ = lmdeploy_standin.plan({"until": [], "max_gen_toks": 3})
-    [resp] = lmdeploy_standin.engine.infer([context], config, do_preprocess=False)
-    generated = [t for t in resp.token_ids if t != lmdeploy_standin.eot_token_id]
+    [resp] = lmdeploy_standin.engine.generate([lmdeploy_standin.encode_prompt(context)], [config])
+    generated = list(resp.token_ids)
     assert generated, resp
     context_ids = lmdeploy_standin.tok_encode(context)
     [(value, greedy)] = lmdeploy_standin._loglikelihood_tokens(
@@ -74,7 +74,7 @@ def test_greedy_flag_is_true_for_the_model_own_continuation(lmdeploy_standin):
 def test_rolling_matches_hf_with_several_windows(tiny_dir, hf_lm, monkeypatch):
     from lm_eval.models.huggingface import HFLM
 
-    monkeypatch.setenv("RGEN_HARNESS_LMDEPLOY_ENGINE", STANDIN)
+    monkeypatch.setenv("RGEN_HARNESS_LMDEPLOY_ENGINE", CPU_ENGINE)
     # lmdeploy needs input < session_len, so session_len = hf max_length + 2 gives equal windows
     ours_lm = LMDeployLM(pretrained=str(tiny_dir / "chat"), session_len=42, max_gen_toks=16)
     hf_short = HFLM(pretrained=str(tiny_dir / "chat"), device="cpu", batch_size=4, max_length=40)
@@ -90,8 +90,9 @@ def test_rolling_matches_hf_with_several_windows(tiny_dir, hf_lm, monkeypatch):
 
 
 def test_turbomind_refuses_loglikelihood_with_the_fix(tiny_dir, monkeypatch):
-    monkeypatch.setenv("RGEN_HARNESS_LMDEPLOY_ENGINE", STANDIN)
+    monkeypatch.setenv("RGEN_HARNESS_LMDEPLOY_ENGINE", CPU_ENGINE)
     lm = LMDeployLM(pretrained=str(tiny_dir / "chat"), backend="turbomind")
+    assert lm.engine.backend == "turbomind"
     with pytest.raises(LogprobsUnavailable, match="backend=pytorch"):
         lm.loglikelihood([ll("a", " b")])
     with pytest.raises(LogprobsUnavailable, match="backend=pytorch"):
@@ -107,9 +108,25 @@ def test_score_continuation_follows_lmdeploy_rows():
         score_continuation(rows, [5])
 
 
-def test_failed_scoring_request_is_raised(lmdeploy_standin, monkeypatch):
-    import re
+def test_failed_scoring_request_is_raised(lmdeploy_standin):
+    lmdeploy_standin.loglikelihood([ll("a", " b")])  # on the PyTorch engine from here on
+    fail_requests(lmdeploy_standin, "POISON")
+    try:
+        with pytest.raises(RuntimeError, match=r"loglikelihood request 0.*internal_error"):
+            lmdeploy_standin.loglikelihood([ll("POISON context", " x")])
+    finally:
+        fail_requests(lmdeploy_standin, None)
 
-    monkeypatch.setattr(lmdeploy_standin.engine, "fail", re.compile("POISON"))
-    with pytest.raises(RuntimeError, match=r"loglikelihood request 0.*injected failure"):
-        lmdeploy_standin.loglikelihood([ll("POISON context", " x")])
+
+def test_auto_backend_scores_on_a_pytorch_engine(tiny_dir, monkeypatch):
+    """The default user command: backend=auto builds TurboMind for a Llama model on a GPU;
+    log-likelihood requests then run on a PyTorch engine built for them."""
+    monkeypatch.setenv("RGEN_HARNESS_LMDEPLOY_ENGINE", CPU_ENGINE)
+    lm = LMDeployLM(pretrained=str(tiny_dir / "chat"))
+    assert lm.engine.backend == "turbomind"
+    value, _ = lm.loglikelihood([ll("a b", " c")])[0]
+    assert value < 0 and lm.engine.backend == "pytorch"
+    info = lm.get_model_info()
+    assert info["lmdeploy_backend"] == "pytorch"
+    assert info["lmdeploy_backends_used"]["loglikelihood"] == "pytorch"
+    lm.release()
