@@ -262,10 +262,16 @@ def load_docs(source: DeitaSource) -> list[dict]:
 
 
 def load_deita(**metadata: Any):
-    """`custom_dataset` entry of the deita task YAMLs: lm-eval passes the run's metadata."""
+    """`custom_dataset` entry of the deita task YAMLs: lm-eval passes the run's metadata.
+    (The deita task classes call `load_source` with their already checked source instead.)"""
+    return load_source(DeitaSource.from_metadata(metadata))
+
+
+def load_source(source: DeitaSource, **_lm_eval_kwargs: Any):
+    """The docs of `source` as the one-split DatasetDict lm-eval expects."""
     import datasets
 
-    docs = load_docs(DeitaSource.from_metadata(metadata))
+    docs = load_docs(source)
     features = datasets.Features(
         {
             "id": datasets.Value("string"),

@@ -115,3 +115,17 @@ def _read_json(key: str, model: str, path: Path) -> dict:
     if not isinstance(config, dict):
         raise ModelUnreachable(f"{key}={model!r}: {path} does not hold a JSON object")
     return config
+
+
+def check_reward_config_model(config) -> None:
+    """`check_reward_model` for a preflighted `RewardConfig` (its model already located, so its
+    config.json is local or cached). A served reward model (`reward_backend: server`) is
+    whatever the server runs; it is not checked here."""
+    from rgen_harness.metrics.reward.render import load_model_config
+    from rgen_harness.metrics.reward.source import resolve
+
+    if config.backend == "server":
+        return
+    source = resolve(config, check_hub=False)
+    model_config = source.config or load_model_config(source.path, revision=config.revision)
+    check_reward_model("reward_model", config.model, model_config)

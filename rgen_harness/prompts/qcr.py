@@ -33,6 +33,12 @@ class QCRPrompts:
 def load_qcr_prompts(name: str | None = None) -> QCRPrompts:
     """A bundled version by name (`qcr_v1`) or a YAML file of the same shape by path."""
     name = name or DEFAULT_VERSION
+    if not isinstance(name, str):
+        raise ValueError(
+            f"qcr_prompts={name!r} is a {type(name).__name__}: give a bundled version name "
+            f"({DEFAULT_VERSION!r}) or the path of a .yaml file, e.g. --metadata "
+            '\'{"qcr_prompts": "/path/to/prompts.yaml"}\'.'
+        )
     path = Path(name) if name.endswith((".yaml", ".yml")) else PROMPTS_DIR / f"{name}.yaml"
     if not path.is_file():
         bundled = sorted(p.stem for p in PROMPTS_DIR.glob("qcr_*.yaml"))
@@ -40,12 +46,23 @@ def load_qcr_prompts(name: str | None = None) -> QCRPrompts:
             f"qcr_prompts={name!r} not found. Use a bundled version ({', '.join(bundled)}) "
             "or the path of a .yaml file with keys " + ", ".join(_FIELDS)
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    shape = "a mapping with string keys " + ", ".join(_FIELDS)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"qcr_prompts={name!r}: {path} is not valid UTF-8 YAML ({e}). Fix the file ({shape}), "
+            f'or use a bundled version, e.g. --metadata \'{{"qcr_prompts": "{DEFAULT_VERSION}"}}\'.'
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"qcr_prompts={name!r}: {path} holds a {type(data).__name__}, not {shape}."
+        )
     missing = [k for k in _FIELDS if not isinstance(data.get(k), str) or not data[k].strip()]
-    extra = sorted(set(data) - set(_FIELDS))
+    extra = sorted(map(str, set(data) - set(_FIELDS)))
     if missing or extra:
         raise ValueError(
-            f"{path}: QCR prompt file needs non-empty string keys {list(_FIELDS)}; "
+            f"qcr_prompts={name!r}: {path} needs non-empty string keys {list(_FIELDS)}; "
             f"missing/empty: {missing}, unknown: {extra}"
         )
     return QCRPrompts(**{k: data[k] for k in _FIELDS})

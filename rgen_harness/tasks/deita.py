@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from copy import deepcopy
+from functools import partial
 from typing import ClassVar
 
 from lm_eval.api.instance import Instance
@@ -17,9 +18,11 @@ from lm_eval.api.task import ConfigurableTask
 
 from rgen_harness.chat.budget import drop_oldest
 from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
+from rgen_harness.data.deita import load_source
 from rgen_harness.metrics import reply_stats
+from rgen_harness.metrics.model_kind import check_reward_config_model
 from rgen_harness.metrics.scorers import ScoredItem, build_scorers
-from rgen_harness.prompts.qcr import load_qcr_prompts
+from rgen_harness.tasks.settings import DeitaSettings
 
 reply_stats.register()
 
@@ -30,9 +33,17 @@ class DeitaTask(ConfigurableTask):
     def __init__(self, config: dict | None = None, **kwargs) -> None:
         config = dict(config or {})
         config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
+        metadata = dict(config.get("metadata") or {})
+        # Checked once, before the data is read and before any generation.
+        self.settings = DeitaSettings.from_metadata(metadata, task=str(config.get("task")))
+        # Built (and validated) now too; scorer models load lazily when scoring.
+        self._scorers = build_scorers(self.settings.scorer_metadata(metadata))
+        for scorer in self._scorers:
+            if scorer.name == "reward":
+                check_reward_config_model(scorer.config)
+        # The data comes from the checked source (lm-eval would pass the raw metadata again).
+        config["custom_dataset"] = partial(load_source, self.settings.source)
         super().__init__(config=config, **kwargs)
-        # Built (and validated) now, before any generation; models load lazily when scoring.
-        self._scorers = build_scorers(self.config.metadata or {})
         self._add_scorer_metrics()
 
     def _add_scorer_metrics(self) -> None:
@@ -148,5 +159,4 @@ class DeitaQCRTask(DeitaTask):
     MODE = "qcr"
 
     def rounds(self):
-        name = (self.config.metadata or {}).get("qcr_prompts")
-        return load_qcr_prompts(name).rounds()
+        return self.settings.qcr_prompts.rounds()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rgen_harness.metrics.reward.config import RewardConfig
@@ -64,3 +66,22 @@ def test_server_unreachable_fails_fast(tiny_dir):
                 "reward_url": "http://127.0.0.1:9",
             }
         )
+
+
+def test_model_kind_is_checked_from_config_json(tiny_dir, tmp_path):
+    from rgen_harness.metrics.model_kind import WrongModelKind, check_reward_config_model
+
+    check_reward_config_model(preflight(RewardConfig(model=str(tiny_dir / "reward"))))
+    chat = str(tiny_dir / "chat")
+    with pytest.raises(WrongModelKind, match=r"declares architectures \['LlamaForCausalLM'\]"):
+        check_reward_config_model(preflight(RewardConfig(model=chat, backend="hf")))
+    for archs, ok in ((["InternLM2ForRewardModel"], True), ([], False)):
+        folder = tmp_path / str(ok)
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"architectures": archs}))
+        config = RewardConfig(model=str(folder), backend="hf")
+        if ok:
+            check_reward_config_model(config)
+        else:
+            with pytest.raises(WrongModelKind, match="declares no architectures"):
+                check_reward_config_model(config)

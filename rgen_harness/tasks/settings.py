@@ -1,0 +1,92 @@
+"""The deita tasks' settings: one typed config, read and checked once from the task metadata
+when the task loads, before the data is read and before any generation.
+
+Every key of the metadata must be one the tasks know: the deita keys, the scorers' own keys
+(`reward_*`, `similarity_*`, `rouge_*`), or one lm-eval put there itself (`version`, the run's
+`--model_args`, see `lm_eval_keys`). Anything else is a typo (`on_bad_rows`, `qcr_prompt`,
+`deita_pth`) that would otherwise silently run with a default, so it is an error with a "did
+you mean" suggestion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rgen_harness.data.deita import DeitaSource
+from rgen_harness.prompts.qcr import QCRPrompts, load_qcr_prompts
+from rgen_harness.tasks.lm_eval_keys import LM_EVAL_KEYS, model_args_keys
+
+DEITA_KEYS = ("deita_path", "deita_dataset", "deita_split", "on_bad_row", "qcr_prompts", "scorers")
+
+
+def scorer_keys() -> list[str]:
+    """The keys each scorer reads: its prefix + each field of its options dataclass."""
+    from rgen_harness.metrics.reward.config import PREFIX, RewardConfig
+    from rgen_harness.metrics.rouge import RougeOptions
+    from rgen_harness.metrics.similarity import SimilarityOptions
+
+    options = ((PREFIX, RewardConfig), ("rouge_", RougeOptions))
+    options += (("similarity_", SimilarityOptions),)
+    return [prefix + f.name for prefix, cls in options for f in dataclasses.fields(cls)]
+
+
+def known_keys() -> list[str]:
+    return [*DEITA_KEYS, *scorer_keys()]
+
+
+def check_keys(metadata: dict[str, Any], *, task: str, passthrough: Iterable[str] = ()) -> None:
+    known = known_keys()
+    allowed = set(known) | LM_EVAL_KEYS | set(passthrough)
+    unknown = [key for key in metadata if key not in allowed]
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"{task}: unknown --metadata key {key!r}.{hint} Known keys: {', '.join(known)} "
+        "(lm-eval's own keys and --model_args pass through)."
+    )
+
+
+def scorer_names(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """`scorers` as names: a comma-separated string or a list of strings; 'none' for none."""
+    from rgen_harness.metrics.scorers import DEFAULT_SCORERS
+
+    raw = metadata.get("scorers", ",".join(DEFAULT_SCORERS))
+    if raw is None or raw == "none":
+        return ()
+    if isinstance(raw, str):
+        parts = raw.split(",")
+    elif isinstance(raw, (list, tuple)) and all(isinstance(n, str) for n in raw):
+        parts = list(raw)
+    else:
+        raise ValueError(
+            f"metadata scorers={raw!r} is a {type(raw).__name__}: give scorer names as a "
+            'comma-separated string, e.g. --metadata \'{"scorers": "reward,rouge"}\', or "none".'
+        )
+    return tuple(n.strip() for n in parts if n.strip() and n.strip() != "none")
+
+
+@dataclass(frozen=True)
+class DeitaSettings:
+    source: DeitaSource
+    qcr_prompts: QCRPrompts
+    scorers: tuple[str, ...]
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any], *, task: str) -> DeitaSettings:
+        check_keys(metadata, task=task, passthrough=model_args_keys())
+        return cls(
+            source=DeitaSource.from_metadata(metadata),
+            qcr_prompts=load_qcr_prompts(metadata.get("qcr_prompts")),
+            scorers=scorer_names(metadata),
+        )
+
+    def scorer_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """The metadata the scorer factories read, with `scorers` in its checked form."""
+        return {**metadata, "scorers": ",".join(self.scorers) or "none"}
