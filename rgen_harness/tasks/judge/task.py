@@ -1,4 +1,5 @@
-"""judge_*: the evaluated model as a pairwise judge on a public human-labelled test set.
+"""judge_*: the evaluated model (or a reward model, see reward.py) as a pairwise judge on a
+public human-labelled test set.
 
 Each pair becomes one chat request per order (as given, then with the responses swapped, unless
 `--metadata '{"judge_swap": false}'`), both of request type `generate_chat_rounds` with a single
@@ -25,9 +26,11 @@ from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
 from rgen_harness.data.judge import get_spec
 from rgen_harness.metrics.judge import FLIP
 from rgen_harness.prompts.judge import load_judge_prompt
+from rgen_harness.tasks.judge import reward
 from rgen_harness.tasks.judge.aggregate import metrics_for
 
 ORDERS = ("original", "swapped")
+NOTHING_TO_GENERATE = "judged by the reward model (nothing to generate)"
 
 
 def read_swap(value: Any) -> bool:
@@ -52,7 +55,12 @@ class PairwiseJudgeTask(ConfigurableTask):
         metadata = self.config.metadata or {}
         self.spec = get_spec(metadata.get("judge_set"))
         self.prompt = load_judge_prompt(metadata.get("judge_prompt"))
-        self.swap = read_swap(metadata.get("judge_swap", True))
+        self.mode = reward.read_mode(metadata)
+        # A reward model scores each response alone: the order cannot matter, judge once.
+        self.swap = read_swap(metadata.get("judge_swap", True)) and self.mode == "model"
+        if self.mode == "reward":
+            self.margin = reward.read_margin(metadata)
+            self._scorer = reward.build_scorer(metadata)  # checked now, loaded when scoring
         self._system_instruction: str | None = None
         # The prompt's default length; --gen_kwargs (applied after this) still overrides it.
         self.config.generation_kwargs.setdefault("max_gen_toks", self.prompt.max_gen_toks)
@@ -86,7 +94,7 @@ class PairwiseJudgeTask(ConfigurableTask):
             doc_id=f"{doc['id']}:{order}",
             messages=messages,
             rounds=[[]],
-            skip_reason=doc["problem"] or None,
+            skip_reason=doc["problem"] or (NOTHING_TO_GENERATE if self.mode == "reward" else None),
         )
 
     def fewshot_context(
@@ -141,6 +149,14 @@ class PairwiseJudgeTask(ConfigurableTask):
 
     def apply_filters(self):
         super().apply_filters()
+        if self.mode == "reward":
+            judgments = reward.judge_docs(
+                self._scorer, [i.doc for i in self._instances], self.margin
+            )
+            for inst, judgment in zip(self._instances, judgments, strict=True):
+                for key in inst.filtered_resps:
+                    inst.filtered_resps[key] = json.dumps(judgment, ensure_ascii=False)
+            return self._instances
         for inst in self._instances:
             for key, raw in inst.filtered_resps.items():
                 inst.filtered_resps[key] = json.dumps(
