@@ -16,7 +16,6 @@ from typing import ClassVar
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from rgen_harness.chat.budget import drop_oldest
 from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
 from rgen_harness.data.deita import load_source
 from rgen_harness.metrics import reply_stats
@@ -36,14 +35,14 @@ class DeitaTask(ConfigurableTask):
         metadata = dict(config.get("metadata") or {})
         # Checked once, before the data is read and before any generation.
         self.settings = DeitaSettings.from_metadata(metadata, task=str(config.get("task")))
-        # Built (and validated) now too; scorer models load lazily when scoring.
+        # The data comes from the checked source (lm-eval would pass the raw metadata again).
+        config["custom_dataset"] = partial(load_source, self.settings.source)
+        super().__init__(config=config, **kwargs)  # reads the data (bad rows are reported)
+        # Built (and validated) before any generation too; their models load when scoring.
         self._scorers = build_scorers(self.settings.scorer_metadata(metadata))
         for scorer in self._scorers:
             if scorer.name == "reward":
                 check_reward_config_model(scorer.config)
-        # The data comes from the checked source (lm-eval would pass the raw metadata again).
-        config["custom_dataset"] = partial(load_source, self.settings.source)
-        super().__init__(config=config, **kwargs)
         self._add_scorer_metrics()
 
     def _add_scorer_metrics(self) -> None:
@@ -118,9 +117,7 @@ class DeitaTask(ConfigurableTask):
                     task=self.config.task,
                     doc=inst.doc,
                     result=result,
-                    history=drop_oldest(
-                        ChatRequest.parse(inst.args[0]).messages, result.dropped_turns
-                    ),
+                    history=ChatRequest.parse(inst.args[0]).messages,
                 )
                 for inst, result in zip(self._instances, results, strict=True)
             ]
