@@ -45,8 +45,10 @@ class MetricSpec:
 
 @dataclass
 class ScoredItem:
-    """One reply to score. `history` is what the model answered from (after dropped turns,
-    without QCR's placeholder and criteria turns); `reply` is '' unless status is ok."""
+    """One reply to score. `history` is the conversation's complete history, without QCR's
+    placeholder and criteria turns and WITHOUT the turns generation had to drop: the reward
+    model reads the same input for QR and QCR (fitted only to its own maximum length).
+    `reply` is '' unless status is ok."""
 
     task: str
     doc: dict

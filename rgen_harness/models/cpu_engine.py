@@ -47,8 +47,8 @@ def build_cpu_engine(spec: EngineSpec) -> LMDeployEngine:
         return open_pipeline(spec)
 
 
-def open_cpu_pipeline(model_path: str, backend_config, **kwargs):
-    """A plain `lmdeploy.pipeline(...)` with the CPU engine (for reward-model scoring)."""
+def pipeline(model_path: str, backend_config=None, **kwargs):
+    """`lmdeploy.pipeline(...)` with the CPU engine (same signature; the reward backend)."""
     import lmdeploy
 
     with _engines_on_cpu():

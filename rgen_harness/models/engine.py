@@ -144,6 +144,17 @@ def engine_factory():
     return factory
 
 
+def pipeline_function():
+    """`lmdeploy.pipeline`, or the `pipeline` function of the module RGEN_HARNESS_LMDEPLOY_ENGINE
+    names (same signature), for code that opens a Pipeline itself (the reward backend)."""
+    target = os.environ.get(ENGINE_ENV, "").strip()
+    if target:
+        return importlib.import_module(target.partition(":")[0]).pipeline
+    import lmdeploy
+
+    return lmdeploy.pipeline
+
+
 def create_engine(spec: EngineSpec, factory=None) -> InferenceEngine:
     """Build an engine with `factory` (default: `engine_factory()`) and list it as live."""
     factory = factory or engine_factory()

@@ -32,21 +32,28 @@ def _training_text() -> list[str]:
     return texts
 
 
-def build_tokenizer(out_dir: Path, vocab_size: int = 600):
-    """A byte-level BPE tokenizer (any language) with a ChatML chat template."""
+def train_bpe(special_tokens: list[str], vocab_size: int = 600):
+    """A byte-level BPE `tokenizers.Tokenizer` (any language) trained on the bundled sample."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_training_text(), trainer=trainer)
+    return tok
+
+
+def build_tokenizer(out_dir: Path, vocab_size: int = 600):
+    """A byte-level BPE tokenizer (any language) with a ChatML chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_bpe(SPECIAL_TOKENS, vocab_size)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<|endoftext|>",
@@ -92,11 +99,32 @@ def _build(
             "tiny model %s was built with %s; building it again with %s", out_dir, built, settings
         )
     (out_dir / _MARKER).unlink(missing_ok=True)  # an interrupted rebuild must not look complete
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(out_dir)
+    save_random_model(
+        out_dir, tok, kind=kind, arch=arch, max_pos=max_position_embeddings, seed=seed
+    )
+    (out_dir / _MARKER).write_text(json.dumps(settings))
+    return out_dir
+
+
+def save_random_model(
+    out_dir: Path,
+    tok,
+    *,
+    kind: str,
+    arch: str,
+    max_pos: int,
+    seed: int,
+    eos_token_id: int | list[int] | None = None,
+) -> None:
+    """A 2-layer, 64-wide random model of `arch` for tokenizer `tok`, saved to `out_dir`.
+
+    Chat models get logit 0 for every special token, so greedy replies are plain text; the
+    generation config's EOS is `eos_token_id` (default: the tokenizer's)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(out_dir)
     head = {"num_labels": 1} if kind == "reward" else {"tie_word_embeddings": False}
     config = AutoConfig.for_model(
         arch,
@@ -106,7 +134,7 @@ def _build(
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=max_position_embeddings,
+        max_position_embeddings=max_pos,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
@@ -119,11 +147,11 @@ def _build(
         model = AutoModelForCausalLM.from_config(config)
         with torch.no_grad():  # logit 0 for special tokens: greedy replies are plain text
             model.lm_head.weight[tok.all_special_ids] = 0.0
-        model.generation_config.eos_token_id = tok.eos_token_id
+        model.generation_config.eos_token_id = (
+            tok.eos_token_id if eos_token_id is None else eos_token_id
+        )
         model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out_dir)
-    (out_dir / _MARKER).write_text(json.dumps(settings))
-    return out_dir
 
 
 def build_chat_model(

@@ -157,9 +157,7 @@ def test_greedy_by_default_and_model_seed_only_when_sampling():
 
 def test_unknown_gen_kwarg_is_an_error_with_a_suggestion():
     with pytest.raises(ValueError, match=r"temprature.*Did you mean 'temperature'"):
-        generation_config(
-            {"temprature": 0.5}, max_gen_toks=8, default_seed=None, stop_token_ids=[]
-        )
+        generation_config({"temprature": 0.5}, max_gen_toks=8, default_seed=None, stop_token_ids=[])
     with pytest.raises(ValueError, match="sets stop_words itself"):
         generation_config(
             {"stop_words": ["x"]}, max_gen_toks=8, default_seed=None, stop_token_ids=[]

@@ -2,13 +2,17 @@
 own chat template, as token ids.
 
 The text comes from `apply_chat_template(..., tokenize=False, add_generation_prompt=False)` and is
-encoded without adding special tokens (the template already holds BOS where the model wants it),
-which is how both the InternLM2 reward code and sequence-classification reward models such as
-Skywork-Reward build their input. InternLM2 reward models score the hidden state at a reward
-token (id 92527) that must end the input exactly once: their HF code appends it, lmdeploy's
-`get_reward_score` and the `/pooling` endpoint do not, so it is appended here for every backend.
+encoded with the tokenizer's prefix (BOS) exactly once: the template's copy when it has one, else
+the tokenizer's, which is how both the InternLM2 reward code and sequence-classification reward
+models such as Skywork-Reward build their input. InternLM2 reward models score the hidden state
+at a reward token (id 92527) that must end the input exactly once: their HF code appends it,
+lmdeploy's `get_reward_score` and the `/pooling` endpoint do not, so it is appended here for every
+backend.
 
-Over-long inputs lose whole turns, oldest first, with the same `fit_prompt` as generation.
+The history is the conversation's complete history (the turns generation dropped are back), so
+QR and QCR replies and the reference reply are scored on identical inputs. Only what exceeds the
+reward model's own maximum length loses whole turns, oldest first, with the same `fit_prompt` as
+generation (counted per sample in `reward_dropped_turns`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 
 from rgen_harness.chat.budget import ContextTooLong, fit_prompt
 from rgen_harness.chat.protocol import Message
+from rgen_harness.chat.special_tokens import encode_prompt
 
 INTERNLM2_REWARD_ARCH = "InternLM2ForRewardModel"
 INTERNLM2_REWARD_TOKEN_ID = 92527
@@ -61,7 +66,7 @@ class RewardRenderer:
         )
 
     def encode(self, text: str) -> list[int]:
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = encode_prompt(self.tokenizer, text)
         if self.reward_token_id is not None and (not ids or ids[-1] != self.reward_token_id):
             ids.append(self.reward_token_id)
         return ids

@@ -14,7 +14,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rgen_harness.chat.budget import drop_oldest
 from rgen_harness.chat.protocol import ChatRequest, ChatResult, RoundRecord
 from rgen_harness.metrics.scorers import MetricSpec, ScoredItem
 
@@ -47,8 +46,7 @@ def _item(sample: dict, task: str, where: str) -> tuple[ScoredItem, bool]:
             result = ChatResult.from_json(response)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: filtered_resps[0] is not a ChatResult ({e})") from None
-        history = drop_oldest(request.messages, result.dropped_turns)
-        return ScoredItem(task=task, doc=doc, result=result, history=history), True
+        return ScoredItem(task=task, doc=doc, result=result, history=request.messages), True
     result = ChatResult(status="ok", rounds=[RoundRecord(prompt=str(context), reply=str(response))])
     history = [{"role": "user", "content": str(context)}]
     return ScoredItem(task=task, doc=doc, result=result, history=history), False

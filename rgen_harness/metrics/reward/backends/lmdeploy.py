@@ -46,7 +46,11 @@ class LMDeployRewardBackend:
         batch_size: int = 64,
     ) -> None:
         try:
-            from lmdeploy import PytorchEngineConfig, pipeline
+            from lmdeploy import PytorchEngineConfig
+
+            from rgen_harness.models.engine import pipeline_function
+
+            pipeline = pipeline_function()
         except ImportError as e:
             raise ImportError(
                 f"reward_backend lmdeploy needs lmdeploy: {INSTALL_HINT} "
