@@ -78,10 +78,11 @@ def rescore_file(src: Path, dst: Path, *, task: str, metadata: dict) -> FileSumm
                 item.result.scores.update(row)
                 sample["filtered_resps"][0] = item.result.to_json()
             for name, value in row.items():
-                sample[name] = value
+                # strict JSON: a value that does not apply is null, never NaN
+                sample[name] = None if isinstance(value, float) and math.isnan(value) else value
                 summary.values.setdefault(name, []).append(value)
             sample["metrics"] = list(dict.fromkeys([*sample.get("metrics", []), *row]))
-            out.write(json.dumps(sample, ensure_ascii=False) + "\n")
+            out.write(json.dumps(sample, ensure_ascii=False, allow_nan=False) + "\n")
     return summary
 
 

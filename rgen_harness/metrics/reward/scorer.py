@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rgen_harness.metrics.model_kind import check_reward_model
 from rgen_harness.metrics.reward.backends import BackendError, RewardBackend
 from rgen_harness.metrics.reward.batching import length_sorted_batches
 from rgen_harness.metrics.reward.cache import ScoreCache, ids_digest
@@ -69,6 +70,7 @@ def preflight(config: RewardConfig) -> RewardConfig:
         check_reachable(config.url)
         return config
     model_config = source.config or load_model_config(source.path, revision=config.revision)
+    check_reward_model("reward_model", config.model, model_config)
     archs = model_config.get("architectures") or []
     from rgen_harness.metrics.reward.backends.lmdeploy import INSTALL_HINT, SUPPORTED_ARCHS
 
@@ -82,7 +84,7 @@ def preflight(config: RewardConfig) -> RewardConfig:
             )
         if importlib.util.find_spec("lmdeploy") is None:
             raise ImportError(f"reward_backend lmdeploy needs lmdeploy: {INSTALL_HINT}")
-        if not _cuda():
+        if not _cuda() and not _engine_replaced():
             raise RuntimeError(
                 "reward_backend lmdeploy needs a CUDA GPU (lmdeploy cannot run on the CPU); "
                 "use reward_backend hf, or server with a reward server elsewhere."
@@ -98,6 +100,15 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _engine_replaced() -> bool:
+    """lmdeploy's engine is replaced (RGEN_HARNESS_LMDEPLOY_ENGINE, e.g. the CPU engine)."""
+    import os
+
+    from rgen_harness.models.engine import ENGINE_ENV
+
+    return bool(os.environ.get(ENGINE_ENV, "").strip())
 
 
 def _lmdeploy_usable() -> bool:
