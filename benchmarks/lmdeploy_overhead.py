@@ -38,25 +38,26 @@ class InstantEngine:
         self.session_len = session_len
         self._response = Response
         self.requests = 0
-        # what lmdeploy returns for a reply ended by EOS with include_stop_str_in_output
-        self.reply_ids = tokenizer.encode(REPLY, add_special_tokens=False) + [
-            tokenizer.eos_token_id
-        ]
-        self.reply_text = REPLY + tokenizer.eos_token
+        # what lmdeploy returns for a reply ended by EOS (the stop token's text is not kept)
+        self.reply_ids = tokenizer.encode(REPLY, add_special_tokens=False)
+        self.reply_text = REPLY
 
-    def infer(self, prompts, gen_config, *, do_preprocess=True, adapter_name=None, use_tqdm=False):
-        self.requests += len(prompts)
+    def generate(self, input_ids, gen_configs, *, adapter_name=None, use_tqdm=False):
+        self.requests += len(input_ids)
         return [
             self._response(
                 text=self.reply_text,
                 generate_token_len=len(self.reply_ids),
-                input_token_len=100,
+                input_token_len=len(ids),
                 finish_reason="stop",
                 token_ids=list(self.reply_ids),
                 index=i,
             )
-            for i in range(len(prompts))
+            for i, ids in enumerate(input_ids)
         ]
+
+    def settings(self) -> dict:
+        return {"backend": self.backend, "session_len": self.session_len}
 
     def prompt_logprobs(self, input_ids, logprob_start_lens, **kwargs):
         raise NotImplementedError

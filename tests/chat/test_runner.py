@@ -125,6 +125,21 @@ def test_failed_generation_is_recorded_per_conversation(hf_lm):
     assert (b.status, b.reply) == ("ok", "fine")
 
 
+def test_empty_criteria_reply_fails_the_conversation_instead_of_being_sent_on(hf_lm):
+    backend = LMChatBackend(hf_lm)
+    prompts_seen = []
+
+    def generate(prompts, kwargs):
+        prompts_seen.append(len(prompts))
+        return [Generation(text=" \n", finish_reason="stop", tokens=1) for _ in prompts]
+
+    backend.generate = generate
+    a, b = run_rounds([(qcr("a"), GEN), (qr("b"), GEN)], backend)
+    assert (a.status, a.reason) == ("failed", "empty reply in round 1 of 2")
+    assert prompts_seen == [2]  # no round 2 was sent for the empty criteria
+    assert (b.status, b.reply) == ("ok", " \n")  # a final reply is what the model wrote
+
+
 def test_use_cache_serves_rounds_from_lm_eval_cache(hf_lm, tmp_path):
     from lm_eval.api.model import CacheHook, CachingLM
 
