@@ -26,9 +26,13 @@ class TemplateTokens:
 
 
 def auto_prefix_ids(tokenizer) -> tuple[int, ...]:
-    """Tokens the tokenizer adds in front of a text with its default special tokens."""
-    plain = tokenizer.encode("a", add_special_tokens=False)
-    full = tokenizer.encode("a", add_special_tokens=True)
+    """Tokens the tokenizer adds in front of a text with its default special tokens (none for
+    tokenizers that are not transformers tokenizers, e.g. tiktoken's)."""
+    try:
+        plain = tokenizer.encode("a", add_special_tokens=False)
+        full = tokenizer.encode("a", add_special_tokens=True)
+    except (TypeError, AttributeError):
+        return ()
     for start in range(len(full) - len(plain) + 1):
         if full[start : start + len(plain)] == plain:
             return tuple(full[:start])
@@ -48,8 +52,8 @@ def _end_of_turn(tokenizer) -> tuple[int | None, str | None]:
     if not isinstance(text, str) or _MARKER not in text:
         return None, None
     after = text.split(_MARKER, 1)[1]
-    special = set(tokenizer.all_special_ids) | {
-        i for i, t in tokenizer.added_tokens_decoder.items() if t.special
+    special = set(getattr(tokenizer, "all_special_ids", [])) | {
+        i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special
     }
     for token in tokenizer.encode(after, add_special_tokens=False)[:4]:
         if token in special:
