@@ -46,6 +46,103 @@ class Fitted:
     dropped_turns: int
 
 
+@dataclass(frozen=True)
+class FitJob:
+    """One prompt to budget: `history[dropped:] + tail` within `max_prompt_tokens`."""
+
+    history: list[Message]
+    tail: list[Message]
+    max_prompt_tokens: int
+    min_dropped: int = 0
+
+
+class _Search:
+    """The state of one job's search; `next` is the number of dropped pairs to try next."""
+
+    def __init__(self, job: FitJob) -> None:
+        self.job = job
+        self.max_pairs = droppable_turns(job.history) // 2
+        self.lo = min(job.min_dropped // 2 + job.min_dropped % 2, self.max_pairs)
+        self.next: int | None = self.lo
+        self.phase = "lo"
+        self.best: Fitted | None = None
+        self.low = self.high = 0
+        self.outcome: Fitted | Exception | None = None
+
+    def record(self, pairs: int, cand: Fitted) -> None:
+        """Advance on the attempt at `pairs` dropped pairs (the sequence of `fit_prompt`)."""
+        fits = cand.prompt_tokens <= self.job.max_prompt_tokens
+        if self.phase == "lo":
+            if fits:
+                return self._finish(cand)
+            if self.max_pairs > self.lo:
+                self.phase, self.next = "max", self.max_pairs
+                return None
+            return self._too_long(cand)
+        if self.phase == "max":
+            if not fits:
+                return self._too_long(cand)
+            self.best, self.phase = cand, "search"
+            self.low, self.high = self.lo + 1, self.max_pairs - 1
+        elif fits:
+            self.best, self.high = cand, pairs - 1
+        else:
+            self.low = pairs + 1
+        if self.low <= self.high:
+            self.next = (self.low + self.high) // 2
+        else:
+            self._finish(self.best)
+        return None
+
+    def _finish(self, fitted: Fitted) -> None:
+        self.outcome, self.next = fitted, None
+
+    def _too_long(self, last: Fitted) -> None:
+        self.next = None
+        self.outcome = ContextTooLong(
+            f"prompt needs {last.prompt_tokens} tokens with all {2 * self.max_pairs} earlier "
+            f"turns dropped, but only {self.job.max_prompt_tokens} fit (max length minus "
+            "max_gen_toks)"
+        )
+
+
+def fit_prompts(
+    jobs: list[FitJob],
+    *,
+    render: Callable[[list[Message]], str],
+    count_many: Callable[[list[str]], list[int]],
+) -> list[Fitted | Exception]:
+    """`fit_prompt` for many jobs at once: every job makes the same attempts in the same order,
+    but each step's prompts (one per unfinished job) are counted in ONE `count_many` call, so a
+    tokenizer can encode them as a batch. A job whose rendering fails gets that exception (or
+    ContextTooLong) as its outcome; the others go on.
+
+    A binary search over the number of dropped pairs needs O(log n) renders per job: deita
+    conversations are tens of KB, and rendering plus tokenising them is the expensive part.
+    """
+    searches = [_Search(job) for job in jobs]
+    while True:
+        step = [s for s in searches if s.next is not None]
+        if not step:
+            break
+        attempts, prompts = [], []
+        for s in step:
+            pairs = s.next
+            try:
+                prompt = render(drop_oldest(s.job.history, 2 * pairs) + s.job.tail)
+            except Exception as e:  # noqa: BLE001  (the caller decides what a failure means)
+                s.outcome, s.next = e, None
+                continue
+            attempts.append((s, pairs))
+            prompts.append(prompt)
+        counts = count_many(prompts) if prompts else []
+        if len(counts) != len(prompts):
+            raise RuntimeError(f"count_many returned {len(counts)} counts for {len(prompts)}")
+        for (s, pairs), prompt, n in zip(attempts, prompts, counts, strict=True):
+            s.record(pairs, Fitted(prompt, n, 2 * pairs))
+    return [s.outcome for s in searches]
+
+
 def fit_prompt(
     history: list[Message],
     tail: list[Message],
@@ -55,35 +152,13 @@ def fit_prompt(
     max_prompt_tokens: int,
     min_dropped: int = 0,
 ) -> Fitted:
-    """Render `history[dropped:] + tail` with the fewest dropped turns (>= min_dropped) that fit.
-
-    The prompt length falls as turns are dropped, so a binary search over the number of dropped
-    pairs needs O(log n) renders: deita conversations are tens of KB, and rendering plus
-    tokenising them is the expensive part.
-    """
-    max_pairs = droppable_turns(history) // 2
-    lo = min(min_dropped // 2 + min_dropped % 2, max_pairs)
-
-    def attempt(pairs: int) -> Fitted:
-        prompt = render(drop_oldest(history, 2 * pairs) + tail)
-        return Fitted(prompt, count_tokens(prompt), 2 * pairs)
-
-    best = attempt(lo)
-    if best.prompt_tokens <= max_prompt_tokens:
-        return best
-    last = attempt(max_pairs) if max_pairs > lo else best
-    if last.prompt_tokens > max_prompt_tokens:
-        raise ContextTooLong(
-            f"prompt needs {last.prompt_tokens} tokens with all {2 * max_pairs} earlier turns "
-            f"dropped, but only {max_prompt_tokens} fit (max length minus max_gen_toks)"
-        )
-    best = last
-    low, high = lo + 1, max_pairs - 1  # lo does not fit, max_pairs does
-    while low <= high:
-        mid = (low + high) // 2
-        cand = attempt(mid)
-        if cand.prompt_tokens <= max_prompt_tokens:
-            best, high = cand, mid - 1
-        else:
-            low = mid + 1
-    return best
+    """Render `history[dropped:] + tail` with the fewest dropped turns (>= min_dropped) that fit;
+    raises ContextTooLong when even dropping every droppable turn is not enough."""
+    (outcome,) = fit_prompts(
+        [FitJob(history, tail, max_prompt_tokens, min_dropped)],
+        render=render,
+        count_many=lambda prompts: [count_tokens(p) for p in prompts],
+    )
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome

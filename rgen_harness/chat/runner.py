@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from rgen_harness.chat.budget import ContextTooLong, fit_prompt
+from rgen_harness.chat.budget import ContextTooLong, FitJob, Fitted, fit_prompts
 from rgen_harness.chat.gen_options import check_generation_options
 from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult, Message, RoundRecord
 from rgen_harness.chat.special_tokens import template_tokens
@@ -109,25 +109,40 @@ class RoundCache:
             self.db.commit()
 
 
-def _generate_cached(
-    backend: ChatBackend, prompts: list[str], kwargs: list[dict], cache: RoundCache | None
-) -> list[Generation]:
+def _cached(
+    prompts: list[str], kwargs: list[dict], cache: RoundCache | None
+) -> tuple[list[Generation | None], list[int]]:
+    """The generations the cache holds (None elsewhere) and the indices still to generate."""
     if cache is None:
-        return backend.generate(prompts, kwargs)
+        return [None] * len(prompts), list(range(len(prompts)))
     out: list[Generation | None] = [cache.get(p, k) for p, k in zip(prompts, kwargs, strict=True)]
     todo = [i for i, g in enumerate(out) if g is None]
     if len(todo) < len(prompts):
         log.info(
             "%s: %d of %d prompts from cache", REQUEST_TYPE, len(prompts) - len(todo), len(prompts)
         )
+    return out, todo
+
+
+def _generate_into(
+    backend: ChatBackend,
+    out: list[Generation | None],
+    todo: list[int],
+    prompts: list[str],
+    kwargs: list[dict],
+    cache: RoundCache | None,
+) -> list[Generation]:
+    """Generate the prompts at `todo` into `out` (and the cache)."""
     if todo:
         fresh = backend.generate([prompts[i] for i in todo], [kwargs[i] for i in todo])
         if len(fresh) != len(todo):
             raise RuntimeError(f"backend returned {len(fresh)} generations for {len(todo)} prompts")
         for i, gen in zip(todo, fresh, strict=True):
             out[i] = gen
-            cache.put(prompts[i], kwargs[i], gen)
-        cache.commit()
+            if cache is not None:
+                cache.put(prompts[i], kwargs[i], gen)
+        if cache is not None:
+            cache.commit()
     return out
 
 
@@ -148,24 +163,11 @@ def run_rounds(
 
     n_rounds = max((len(s.request.rounds) for s in states), default=0)
     for k in range(n_rounds):
-        live, prompts = [], []
-        for s in states:
-            if s.done or k >= len(s.request.rounds):
-                continue
+        todo = [s for s in states if not s.done and k < len(s.request.rounds)]
+        for s in todo:
             s.tail = s.tail + s.request.rounds[k]
-            prompt = _prepare(s, backend)
-            if prompt is not None:
-                live.append(s)
-                prompts.append(prompt)
-        if not live:
-            continue
-        log.info("%s: round %d/%d, %d conversations", REQUEST_TYPE, k + 1, n_rounds, len(live))
-        generations = _generate_cached(backend, prompts, [s.gen_kwargs for s in live], cache)
-        if len(generations) != len(live):
-            raise RuntimeError(
-                f"backend returned {len(generations)} generations for {len(live)} prompts"
-            )
-        for s, gen in zip(live, generations, strict=True):
+        log.info("%s: round %d/%d, %d conversations", REQUEST_TYPE, k + 1, n_rounds, len(todo))
+        for s, gen in _run_round(todo, backend, cache):
             record = s.result.rounds[-1]
             record.finish_reason = gen.finish_reason
             if gen.error is not None:
@@ -183,36 +185,129 @@ def run_rounds(
     return [s.result for s in states]
 
 
-def _prepare(state: _State, backend: ChatBackend) -> str | None:
-    """Render (and budget) the next prompt of one conversation; None if it ends here."""
-    result = state.result
-    try:
-        if backend.max_length is None:
-            prompt = backend.render(state.request.messages + state.tail)
-            tokens, dropped = None, 0
-        else:
-            budget = backend.max_length - backend.max_gen_toks(state.gen_kwargs)
-            fitted = fit_prompt(
-                state.request.messages,
-                state.tail,
-                render=backend.render,
-                count_tokens=backend.count_tokens,
-                max_prompt_tokens=budget,
-                min_dropped=result.dropped_turns,
+FIRST_CHUNK = 64  # conversations budgeted before the first engine call of a round
+CHUNK_GROWTH = 4  # each later call takes this many times more
+
+
+def _chunks(items: list, concurrent: bool) -> list[list]:
+    """The round's conversations in the order they go to the backend: all at once, or, for a
+    backend that generates while the next prompts are budgeted, 64, 256, 1024 ... so the
+    engine starts within seconds and a round still takes only a few calls (each call's tail
+    runs at a lower batch occupancy)."""
+    if not concurrent:
+        return [items] if items else []
+    out, size, start = [], FIRST_CHUNK, 0
+    while start < len(items):
+        out.append(items[start : start + size])
+        start += size
+        size *= CHUNK_GROWTH
+    return out
+
+
+def _run_round(
+    todo: list[_State], backend: ChatBackend, cache: RoundCache | None
+) -> list[tuple[_State, Generation]]:
+    """Budget and generate one round. A backend with `concurrent_generate = True` generates
+    each chunk on a worker thread while the next chunk is budgeted (its `generate` must not
+    share mutable state with `render` / counting); any other backend gets one call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    concurrent = bool(getattr(backend, "concurrent_generate", False))
+    stage = getattr(backend, "stage", None)
+    pending = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rgen-generate") as pool:
+        for chunk in _chunks(todo, concurrent):
+            if any(f.done() and f.exception() for _, f in pending):
+                break  # the engine failed: stop budgeting, the error is raised below
+            live, prompts = [], []
+            for s, prompt in zip(chunk, _prepare_many(chunk, backend), strict=True):
+                if prompt is not None:
+                    live.append(s)
+                    prompts.append(prompt)
+            if not live:
+                continue
+            kwargs = [s.gen_kwargs for s in live]
+            out, missing = _cached(prompts, kwargs, cache)
+            if stage is not None:
+                stage([prompts[i] for i in missing])
+            job = (backend, out, missing, prompts, kwargs, cache)
+            if concurrent:
+                future = pool.submit(_generate_into, *job)
+            else:
+                future = _done(_generate_into(*job))
+            pending.append((live, future))
+        release = getattr(backend, "round_done", None)
+        if release is not None:
+            release()
+        out = []
+        for live, future in pending:
+            generations = future.result()
+            if len(generations) != len(live):
+                raise RuntimeError(
+                    f"backend returned {len(generations)} generations for {len(live)} prompts"
+                )
+            out.extend(zip(live, generations, strict=True))
+    return out
+
+
+def _done(value):
+    from concurrent.futures import Future
+
+    future = Future()
+    future.set_result(value)
+    return future
+
+
+def _prepare_many(states: list[_State], backend: ChatBackend) -> list[str | None]:
+    """Render (and budget) the next prompt of each conversation; None where one ends here.
+
+    The budget's attempts are counted a step at a time for all conversations together
+    (`fit_prompts`): a backend with `count_many` encodes each step as one batch."""
+    fitted: list = []
+    if backend.max_length is None:
+        for s in states:
+            try:
+                fitted.append(_unbudgeted(backend.render(s.request.messages + s.tail)))
+            except Exception as e:  # noqa: BLE001  (sorted out below)
+                fitted.append(e)
+    else:
+        jobs = [
+            FitJob(
+                s.request.messages,
+                s.tail,
+                backend.max_length - backend.max_gen_toks(s.gen_kwargs),
+                s.result.dropped_turns,
             )
-            prompt, tokens, dropped = fitted.prompt, fitted.prompt_tokens, fitted.dropped_turns
-    except ContextTooLong as e:
-        result.status, result.reason, state.done = "skipped", f"context too long: {e}", True
+            for s in states
+        ]
+        count_many = getattr(backend, "count_many", None) or (
+            lambda prompts: [backend.count_tokens(p) for p in prompts]
+        )
+        fitted = fit_prompts(jobs, render=backend.render, count_many=count_many)
+    return [_record(s, f) for s, f in zip(states, fitted, strict=True)]
+
+
+def _unbudgeted(prompt: str) -> Fitted:
+    return Fitted(prompt, None, 0)  # type: ignore[arg-type]  (no budget: nothing counted)
+
+
+def _record(state: _State, fitted: Fitted | Exception) -> str | None:
+    """Record the outcome of one conversation's budget; its prompt, or None if it ends here."""
+    result = state.result
+    if isinstance(fitted, ContextTooLong):
+        result.status, result.reason, state.done = "skipped", f"context too long: {fitted}", True
         return None
-    except ChatTemplateUnavailable:
-        raise
-    except Exception as e:  # a template that rejects this one conversation
+    if isinstance(fitted, ChatTemplateUnavailable):
+        raise fitted
+    if isinstance(fitted, Exception):  # a template that rejects this one conversation
         result.status, state.done = "failed", True
-        result.reason = f"chat template failed: {type(e).__name__}: {e}"
+        result.reason = f"chat template failed: {type(fitted).__name__}: {fitted}"
         return None
-    result.dropped_turns = dropped
-    result.rounds.append(RoundRecord(prompt=prompt, reply="", prompt_tokens=tokens))
-    return prompt
+    result.dropped_turns = fitted.dropped_turns
+    result.rounds.append(
+        RoundRecord(prompt=fitted.prompt, reply="", prompt_tokens=fitted.prompt_tokens)
+    )
+    return fitted.prompt
 
 
 class LMChatBackend:

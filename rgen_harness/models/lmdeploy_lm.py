@@ -509,26 +509,54 @@ def score_continuation(rows, targets: list[int]) -> tuple[float, bool]:
 
 class EngineChatBackend(LMChatBackend):
     """The chat-rounds backend on the engine: rendering with the model's chat template, token
-    counting with its tokenizer, generation as one engine call per round. A prompt's token ids
-    are computed once, when the budget counts them, and sent as they are."""
+    counting with its tokenizer, generation as engine calls that run while the next prompts are
+    budgeted (`concurrent_generate`; see `rgen_harness.chat.runner._run_round`).
+
+    Counting and encoding go through one `PromptEncoder`: each piece of text between special
+    tokens is tokenised once, in batches, and reused by every budget attempt, by QR and both QCR
+    rounds; the ids sent are assembled from those pieces (never tokenised again), exactly the
+    ids `encode_prompt` gives."""
+
+    concurrent_generate = True
 
     def __init__(self, lm: LMDeployLM, *, use_tqdm: bool = True) -> None:
+        from rgen_harness.chat.token_counts import PromptEncoder
+
         super().__init__(lm)
         self.max_length = lm.max_length
         self.use_tqdm = use_tqdm
-        self._ids: dict[str, list[int]] = {}
+        self.encoder = PromptEncoder(lm.tokenizer)
+        self._staged: dict[str, list] = {}  # prompt -> [its ids, times staged], until sent
 
     def count_tokens(self, text: str) -> int:
-        ids = self._ids.get(text)
-        if ids is None:
-            ids = self._ids[text] = self.lm.encode_prompt(text)
-        return len(ids)
+        return self.encoder.count_many([text])[0]
+
+    def count_many(self, prompts: list[str]) -> list[int]:
+        return self.encoder.count_many(prompts)
+
+    def stage(self, prompts: list[str]) -> None:
+        """Assemble the ids of prompts about to be generated (on the budgeting thread)."""
+        for prompt, ids in zip(prompts, self.encoder.encode_many(prompts), strict=True):
+            staged = self._staged.setdefault(prompt, [ids, 0])
+            staged[1] += 1  # the same prompt twice (duplicate rows) is sent twice
+
+    def _unstage(self, prompt: str):
+        staged = self._staged.get(prompt)
+        if staged is None:  # not staged: a caller outside run_rounds
+            return self.lm.encode_prompt(prompt)
+        staged[1] -= 1
+        if not staged[1]:
+            del self._staged[prompt]
+        return staged[0]
+
+    def round_done(self) -> None:
+        """Every prompt of the round is staged: keep only the pieces later rounds extend."""
+        self.encoder.keep_only_used()
 
     def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
         lm: LMDeployLM = self.lm
         plans = [lm.plan(kwargs) for kwargs in gen_kwargs]
-        ids = [self._ids.get(p) or lm.encode_prompt(p) for p in prompts]
-        self._ids.clear()
+        ids = IdLists([self._unstage(p) for p in prompts])
         responses = lm._engine_generate(ids, [p[1] for p in plans], use_tqdm=self.use_tqdm)
         lm.backends_used[REQUEST_TYPE] = lm.engine.backend
         lm.throughput.record(
@@ -554,3 +582,21 @@ class EngineChatBackend(LMChatBackend):
                 )
             )
         return out
+
+
+class IdLists(Sequence):
+    """Prompts' token ids as the engine protocol takes them (lists of int), made from compact
+    arrays one at a time as the engine reads them: a list holds a Python int object per token
+    (~36 bytes), an array 2-4 bytes, and a call carries thousands of prompts of thousands of
+    tokens."""
+
+    def __init__(self, arrays: list) -> None:
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [list(a) for a in self.arrays[i]]
+        return list(self.arrays[i])

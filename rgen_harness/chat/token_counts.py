@@ -1,0 +1,201 @@
+"""Token ids of rendered prompts, each piece between special tokens tokenised once and reused.
+
+A fast (Rust) tokenizer first cuts its input at added tokens (`<|im_start|>`, `<|eot_id|>` ...),
+then encodes every piece between them on its own. A chat prompt is such a sequence of pieces,
+and the same piece comes back many times: in each attempt of the budget's search over dropped
+turns, in QR and in both QCR rounds of the same conversation. `PromptEncoder` therefore splits a
+prompt at the added tokens, encodes the pieces it has not seen in ONE batch (the Rust tokenizer
+spreads a list over its threads) and concatenates their ids: the same ids as
+`encode_prompt(tokenizer, prompt)`, computed once per piece.
+
+That equality is what HF tokenizers do when:
+- every added token matches its exact text (no lstrip / rstrip / single_word, not normalized), so
+  the cut points are found on the raw text (leftmost-longest, as the tokenizer's matcher);
+- nothing depends on a piece's position (Metaspace's `prepend_scheme="first"` marks only the
+  first piece of an input).
+Both are read from the tokenizer's own description and then checked on a probe text; a tokenizer
+that fails either (slow tokenizers, remote-code ones) is encoded whole, one batch per call, which
+is still exact.
+
+Ids are kept as `array` (2 or 4 bytes per id instead of a Python int object each) under a
+16-byte digest of the piece, so a deita-6k run holds its pieces' ids, not their text twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from array import array
+from collections.abc import Iterable
+
+from rgen_harness.chat.special_tokens import template_tokens
+
+log = logging.getLogger(__name__)
+
+_PROBE = (
+    "{0}user\nHello  world,\t你好，世界！ naïve café 🙂 e\u0301 <b>x</b>{1}\n{0}assistant\n"
+    "  spaces   and\n\nnewlines {1}{1}\n{0}user\n数学 ２＋２？{1}\n"
+)
+
+
+def _pre_tokenizer_blocks(node) -> Iterable[dict]:
+    """Every pre-tokenizer / normalizer description below `node` (Sequences unfolded)."""
+    if isinstance(node, dict):
+        yield node
+        for key in ("pretokenizers", "normalizers"):
+            for child in node.get(key) or []:
+                yield from _pre_tokenizer_blocks(child)
+
+
+def piecewise_reason(tokenizer) -> str | None:
+    """Why encoding piece by piece would NOT equal encoding the whole text (None: it would)."""
+    if not getattr(tokenizer, "is_fast", False):
+        return "not a fast tokenizer"
+    try:
+        desc = json.loads(tokenizer.backend_tokenizer.to_str())
+    except Exception as e:  # noqa: BLE001
+        return f"tokenizer description unreadable ({type(e).__name__})"
+    for token in desc.get("added_tokens") or []:
+        if token.get("lstrip") or token.get("rstrip") or token.get("single_word"):
+            return f"added token {token.get('content')!r} strips or matches whole words"
+        if token.get("normalized"):
+            return f"added token {token.get('content')!r} is matched after normalization"
+    for part in ("normalizer", "pre_tokenizer"):
+        for block in _pre_tokenizer_blocks(desc.get(part)):
+            if block.get("type") == "Metaspace" and block.get("prepend_scheme") == "first":
+                return "Metaspace prepends only to the first piece"
+    return None
+
+
+class PromptEncoder:
+    """`encode_prompt` for many prompts, every piece between added tokens encoded once."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.prefix = tuple(template_tokens(tokenizer).prefix_ids)
+        self.typecode = "H" if len(tokenizer) <= 1 << 16 else "I"
+        self._pieces: dict[bytes, array] = {}
+        self._used: set[bytes] = set()
+        reason = piecewise_reason(tokenizer)
+        if reason is None:
+            added = {t.content: i for i, t in tokenizer.added_tokens_decoder.items()}
+            self._added = added
+            # Longest first: Python's regex takes the first alternative that matches at the
+            # leftmost position, which then is the longest (the tokenizer's rule).
+            alternatives = sorted(added, key=len, reverse=True)
+            if alternatives:
+                self._split = re.compile("(" + "|".join(map(re.escape, alternatives)) + ")").split
+            else:
+                self._split = lambda text: [text]
+            reason = self._probe_mismatch()
+        self.piecewise = reason is None
+        if not self.piecewise:
+            log.info("prompts are tokenised whole: %s", reason)
+
+    def _probe_mismatch(self) -> str | None:
+        specials = sorted(self._added) or [""]
+        text = _PROBE.format(specials[0], specials[-1]) + "".join(specials)
+        whole = self.tokenizer.encode(text, add_special_tokens=False)
+        mine = list(self._piecewise_ids(text))
+        self._pieces.clear()
+        return None if whole == mine else "piecewise encoding differs on a probe text"
+
+    # -- pieces -----------------------------------------------------------------------------
+    @staticmethod
+    def _key(piece: str) -> bytes:
+        data = piece.encode("utf-8", "surrogatepass")
+        return len(data).to_bytes(8, "little") + hashlib.blake2b(data, digest_size=16).digest()
+
+    def _parts(self, prompt: str) -> list[int | bytes]:
+        """The prompt as added-token ids (int) and piece keys (bytes), encoding new pieces."""
+        return self._parts_many([prompt])[0]
+
+    def _parts_many(self, prompts: list[str]) -> list[list[int | bytes]]:
+        out, todo = [], {}
+        for prompt in prompts:
+            parts: list[int | bytes] = []
+            for i, piece in enumerate(self._split(prompt)):
+                if i % 2:
+                    parts.append(self._added[piece])
+                elif piece:
+                    key = self._key(piece)
+                    if key not in self._pieces:
+                        todo[key] = piece
+                    parts.append(key)
+            out.append(parts)
+        if todo:
+            texts = list(todo.values())
+            encoded = self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+            for key, enc in zip(todo, encoded, strict=True):
+                self._pieces[key] = array(self.typecode, enc.ids)
+        return out
+
+    def _piecewise_ids(self, prompt: str) -> array:
+        ids = array(self.typecode)
+        for part in self._parts(prompt):
+            if isinstance(part, int):
+                ids.append(part)
+            else:
+                ids.extend(self._pieces[part])
+        return ids
+
+    def _head_is_prefix(self, parts: list[int | bytes]) -> bool:
+        n = len(self.prefix)
+        head: list[int] = []
+        for part in parts:
+            if len(head) >= n:
+                break
+            if isinstance(part, int):
+                head.append(part)
+            else:
+                head.extend(self._pieces[part][: n - len(head)])
+        return tuple(head[:n]) == self.prefix
+
+    # -- public ---------------------------------------------------------------------------
+    def count_many(self, prompts: list[str]) -> list[int]:
+        """Token counts of `encode_prompt(tokenizer, p)` per prompt (new pieces in one batch)."""
+        if not self.piecewise:
+            return [len(ids) for ids in self._whole(prompts)]
+        counts = []
+        for parts in self._parts_many(prompts):
+            n = sum(1 if isinstance(p, int) else len(self._pieces[p]) for p in parts)
+            if self.prefix and not self._head_is_prefix(parts):
+                n += len(self.prefix)
+            counts.append(n)
+        return counts
+
+    def encode_many(self, prompts: list[str]) -> list[array]:
+        """Token ids of `encode_prompt(tokenizer, p)` for each prompt, as arrays. The pieces used
+        are kept by the next `keep_only_used()`."""
+        if not self.piecewise:
+            return self._whole(prompts)
+        out = []
+        for parts in self._parts_many(prompts):
+            ids = array(self.typecode)
+            if self.prefix and not self._head_is_prefix(parts):
+                ids.extend(self.prefix)
+            for part in parts:
+                if isinstance(part, int):
+                    ids.append(part)
+                else:
+                    ids.extend(self._pieces[part])
+                    self._used.add(part)
+            out.append(ids)
+        return out
+
+    def keep_only_used(self) -> None:
+        """Forget every piece not in a prompt encoded since the last call (conversations that
+        ended, attempts the budget rejected): later rounds extend the prompts sent before."""
+        self._pieces = {k: v for k, v in self._pieces.items() if k in self._used}
+        self._used = set()
+
+    def _whole(self, prompts: list[str]) -> list[array]:
+        encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        out = []
+        for ids in encoded:
+            if self.prefix and tuple(ids[: len(self.prefix)]) != self.prefix:
+                ids = list(self.prefix) + ids
+            out.append(array(self.typecode, ids))
+        return out
