@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "tiny-models", "study", "report", "score")
+COMMANDS = ("demo", "tiny-models", "study", "report", "score", "judge-report")
 
 
 def _module(name: str):

@@ -6,7 +6,9 @@ download and `HF_DATASETS_OFFLINE=1` reuses the cache) or the Hugging Face hub d
 
 A local copy in the same schema replaces a set's source:
 `--metadata '{"judge_path_<set>": "/data/file.json"}'` (one set), or `"judge_path"` (every set of
-the run; meant for running one task). JSON (a list of rows), JSONL or Parquet.
+the run; meant for running one task). JSON (a list of rows), JSONL or Parquet. The value
+"sample" names the bundled hand-written sample rows (`samples/<set>.json[l]`, a few rows per set
+for offline demos; not rows of the published sets).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ _AUTOJ = (
 )
 _LLMBAR = "https://raw.githubusercontent.com/princeton-nlp/LLMBar/900616bff90b6c6c8e1681f7d079250637c55992"
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+SAMPLES_DIR = Path(__file__).parent / "samples"
+SAMPLE = "sample"
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,15 @@ def local_path(spec: SetSpec, metadata: dict[str, Any]) -> Path | None:
     raw = metadata.get(key)
     if raw in (None, ""):
         return None
+    if str(raw) == SAMPLE:
+        return sample_path(spec)
     path = Path(os.path.expanduser(str(raw)))
     if not path.is_file():
         raise FileNotFoundError(
             f"{key}={str(raw)!r} is not a file. Give a local {'/'.join(LOCAL_SUFFIXES)} file in "
             f'the {spec.name} schema, e.g. --metadata \'{{"{spec.path_key}": "/data/file.json"}}\''
-            ", or leave it out to download the authors' published file."
+            f', "{SAMPLE}" for the bundled sample rows, or leave it out to download the '
+            "authors' published file."
         )
     if path.suffix.lower() not in LOCAL_SUFFIXES:
         raise ValueError(
@@ -94,6 +101,18 @@ def local_path(spec: SetSpec, metadata: dict[str, Any]) -> Path | None:
             f"{', '.join(LOCAL_SUFFIXES)}."
         )
     return path
+
+
+def sample_path(spec: SetSpec) -> Path:
+    """The bundled hand-written sample file of a set (a few rows in its published schema)."""
+    for suffix in LOCAL_SUFFIXES:
+        path = SAMPLES_DIR / f"{spec.name}{suffix}"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"{spec.path_key}={SAMPLE!r}: no bundled sample file for {spec.name} in {SAMPLES_DIR} "
+        "(the installation is incomplete: reinstall rgen-harness, or give a local file path)."
+    )
 
 
 def describe(spec: SetSpec, path: Path | None) -> str:
