@@ -2,7 +2,7 @@
 
 `rgen_harness.pth` (installed into site-packages) imports this module at every interpreter
 start. It costs well under a millisecond: it only puts a finder at the front of `sys.meta_path`
-and imports nothing heavy. The finder reacts to three lm-eval modules, once each, after their
+and imports nothing heavy. The finder reacts to four lm-eval modules, once each, after their
 own code has run:
 
 - `lm_eval.models`       -> register the lazy model name `lmdeploy` (built-ins are already in
@@ -10,7 +10,9 @@ own code has run:
 - `lm_eval.tasks.manager` -> every `TaskManager` also indexes `rgen_harness/tasks/`, so
                             `--tasks deita_qr,deita_qcr` resolves without `--include_path`;
 - `lm_eval.api.model`    -> every `LM` gains a default `generate_chat_rounds` method, the
-                            multi-round request type of the deita tasks (see `rgen_harness.chat`).
+                            multi-round request type of the deita tasks (see `rgen_harness.chat`);
+- `lm_eval.models.api_models` -> API models (`local-chat-completions` ...) record whether
+                            `--model_args` gave `max_length` (the deita context budget needs it).
 
 Set `RGEN_HARNESS_DISABLE_HOOK=1` to switch it off (the .pth line then imports nothing);
 `rgen_harness.plugin.apply()` does the same work by hand. Imports here are kept to modules
@@ -41,10 +43,17 @@ def _after_api_model(module) -> None:
     extend_lm_base(module.LM)
 
 
+def _after_api_models(module) -> None:
+    from rgen_harness.plugin import extend_api_models
+
+    extend_api_models(module.TemplateAPI)
+
+
 _CALLBACKS = {
     "lm_eval.models": _after_models,
     "lm_eval.tasks.manager": _after_manager,
     "lm_eval.api.model": _after_api_model,
+    "lm_eval.models.api_models": _after_api_models,
 }
 
 

@@ -52,12 +52,32 @@ def extend_lm_base(lm_cls) -> None:
         setattr(lm_cls, REQUEST_TYPE, generate_chat_rounds)
 
 
+def extend_api_models(template_api_cls) -> None:
+    """Make every lm-eval API model record whether `max_length` was given: lm-eval defaults it
+    to 2048 without a word, and the deita tasks' context budget must be the server's."""
+    from rgen_harness.chat.api_backend import MAX_LENGTH_GIVEN_ATTR
+
+    if getattr(template_api_cls.__init__, "_rgen_harness", False):
+        return
+    original_init = template_api_cls.__init__
+
+    @functools.wraps(original_init)
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        setattr(self, MAX_LENGTH_GIVEN_ATTR, kwargs.get("max_length") is not None)
+
+    __init__._rgen_harness = True
+    template_api_cls.__init__ = __init__
+
+
 def apply() -> None:
     """Apply everything now (imports lm-eval)."""
     import lm_eval.api.model
     import lm_eval.models  # noqa: F401  (fills the registry with the built-ins first)
+    import lm_eval.models.api_models
     import lm_eval.tasks.manager
 
     register_models()
     extend_task_manager(lm_eval.tasks.manager.TaskManager)
     extend_lm_base(lm_eval.api.model.LM)
+    extend_api_models(lm_eval.models.api_models.TemplateAPI)

@@ -37,6 +37,7 @@ class Generation:
     tokens: int | None = None
     error: str | None = None
     cached_tokens: int | None = None  # prompt tokens the engine's prefix cache served
+    prompt_tokens: int | None = None  # as the server counted them (its `usage`), when known
 
 
 class ChatBackend(Protocol):
@@ -176,6 +177,8 @@ def run_rounds(
             record.reply = gen.text
             record.reply_tokens = gen.tokens
             record.cached_tokens = gen.cached_tokens
+            if gen.prompt_tokens is not None:
+                record.prompt_tokens = gen.prompt_tokens
             if k + 1 < len(s.request.rounds) and not gen.text.strip():
                 # GLM-4's template drops empty turns: the next round would see another dialogue.
                 s.result.status, s.done = "failed", True
@@ -407,5 +410,8 @@ class LMChatBackend:
 def generate_chat_rounds(self, requests, disable_tqdm: bool = False) -> list[str]:
     """Default `LM.generate_chat_rounds`: multi-round chat through apply_chat_template +
     generate_until. Returns one ChatResult JSON string per request, in order."""
-    results = run_rounds([req.args for req in requests], LMChatBackend(self), RoundCache.of(self))
+    from rgen_harness.chat.api_backend import api_backend_for
+
+    backend = api_backend_for(self) or LMChatBackend(self)
+    results = run_rounds([req.args for req in requests], backend, RoundCache.of(self))
     return [r.to_json() for r in results]

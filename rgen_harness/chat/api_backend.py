@@ -1,0 +1,253 @@
+"""Multi-round chat through lm-eval's OpenAI-compatible API models (`local-chat-completions`,
+`local-completions`, `openai-chat-completions`, ...), e.g. against lmdeploy's or vLLM's server.
+
+The generic runner (`LMChatBackend`) counts tokens with the model's `tok_encode`, which for chat
+API models returns its input unchanged (1 "token" per prompt), and sends a round with one
+`generate_until` call, which lm-eval aborts on the first request that fails its retries. This
+backend instead:
+
+- **chat models** send each conversation as separate role messages (the server applies its own
+  template); the logged prompt is the messages as JSON text;
+- **completion models** need the served model's tokenizer (`tokenizer_backend=huggingface,
+  tokenizer=<id>`): the history is rendered with its chat template and sent as lm-eval sends
+  prompts (token ids when `tokenized_requests`, else text);
+- **context budget**: `max_length` from `--model_args` (required: the server's context length);
+  prompt tokens are counted with the tokenizer when one is given (exactly, with its chat template),
+  otherwise estimated from above (`estimate_tokens`);
+- **failures**: a request that still fails after lm-eval's `max_retries` attempts (or that the
+  server rejects as invalid, 4xx, which a retry cannot fix) is a failed conversation carrying the
+  server's message; the run goes on;
+- **token figures** come from the server's `usage` when it reports one;
+- **concurrency and retries** are the model's own settings (`num_concurrent`, `max_retries`,
+  `timeout`), with lm-eval's back-off (exponential, 1 s to 10 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import sys
+from typing import Any
+
+from rgen_harness.chat.protocol import Message
+from rgen_harness.chat.runner import DEFAULT_MAX_GEN_TOKS, Generation
+from rgen_harness.chat.special_tokens import template_tokens
+
+log = logging.getLogger(__name__)
+
+API_MODULE = "lm_eval.models.api_models"
+CHAT_MODULE = "lm_eval.models.openai_completions"
+# Set by the start-up hook on every TemplateAPI instance: whether --model_args gave max_length
+# (lm-eval silently defaults to 2048 otherwise).
+MAX_LENGTH_GIVEN_ATTR = "_rgen_max_length_given"
+# Conservative estimate without a tokenizer (see `estimate_tokens`).
+ESTIMATE_TOKENS_PER_MESSAGE = 16
+ESTIMATE_TOKENS_PER_PROMPT = 16
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+ERROR_TEXT_LIMIT = 500
+
+
+class ApiModelUnusable(RuntimeError):
+    """The API model's settings cannot serve the deita tasks: fail the run, with the fix."""
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """An upper bound on the prompt tokens of `messages` without the served model's tokenizer.
+
+    Every token of a byte-level BPE (GPT-2, Llama-3, Qwen, InternLM2 ...) or of a SentencePiece
+    model with byte fallback (Llama-2, Mistral ...) covers at least one UTF-8 byte, so the bytes
+    of the contents bound the content tokens; each message adds its template's role markers
+    (<= 16 tokens) and the generation prompt another 16. It over-counts English about 4x: give
+    the served model's tokenizer (`tokenizer_backend=huggingface,tokenizer=<id>`) for an exact
+    budget.
+    """
+    content = sum(len(str(m.get("content", "")).encode("utf-8")) for m in messages)
+    return content + ESTIMATE_TOKENS_PER_MESSAGE * len(messages) + ESTIMATE_TOKENS_PER_PROMPT
+
+
+def is_api_model(lm) -> bool:
+    module = sys.modules.get(API_MODULE)
+    return module is not None and isinstance(lm, module.TemplateAPI)
+
+
+def _is_chat_model(lm) -> bool:
+    module = sys.modules.get(CHAT_MODULE)
+    return module is not None and isinstance(lm, module.LocalChatCompletion)
+
+
+def api_backend_for(lm) -> ApiChatBackend | None:
+    """The backend for an lm-eval API model, None for any other model."""
+    return ApiChatBackend(lm) if is_api_model(lm) else None
+
+
+def _hf_tokenizer(lm):
+    """The model's transformers tokenizer, or None (no tokenizer, tiktoken, remote)."""
+    if getattr(lm, "tokenizer_backend", None) != "huggingface":
+        return None
+    tokenizer = getattr(lm, "tokenizer", None)
+    return tokenizer if hasattr(tokenizer, "apply_chat_template") else None
+
+
+def _has_chat_template(tokenizer) -> bool:
+    return tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
+
+
+class ApiChatBackend:
+    """The ChatBackend of an lm-eval `TemplateAPI` model."""
+
+    def __init__(self, lm) -> None:
+        self.lm = lm
+        self.chat = _is_chat_model(lm)
+        self.tokenizer = _hf_tokenizer(lm)
+        name = type(lm).__name__
+        if not self.chat and not _has_chat_template(self.tokenizer):
+            what = (
+                "its tokenizer has no chat template"
+                if self.tokenizer is not None
+                else f"no local tokenizer (tokenizer_backend={lm.tokenizer_backend})"
+            )
+            raise ApiModelUnusable(
+                f"{name} sends text prompts, and the deita tasks render every conversation with "
+                f"the served model's chat template, but the model has {what}. Pass the served "
+                "model's tokenizer: --model_args ...,tokenizer_backend=huggingface,"
+                "tokenizer=<its hub id or local folder>; or use local-chat-completions "
+                "(base_url=.../v1/chat/completions), where the server applies its template."
+            )
+        if getattr(lm, MAX_LENGTH_GIVEN_ATTR, True) is False:
+            raise ApiModelUnusable(
+                f"{name}: the deita tasks fit every prompt plus max_gen_toks into the server's "
+                "context, but --model_args gives no max_length (lm-eval would assume 2048). "
+                "Add max_length=<the server's context length> (lmdeploy: its --session-len; "
+                "vLLM: its --max-model-len), e.g. --model_args model=...,base_url=...,"
+                "max_length=8192."
+            )
+        # lm-eval keeps one token for generation: max_length - 1.
+        self.max_length = int(lm.max_length)
+        if self.chat and not _has_chat_template(self.tokenizer):
+            log.warning(
+                "%s: no tokenizer with a chat template; prompt tokens are estimated from above "
+                "(UTF-8 bytes + %d per message), so long histories lose more turns than needed. "
+                "Pass tokenizer_backend=huggingface,tokenizer=<the served model's id> for an "
+                "exact budget.",
+                name,
+                ESTIMATE_TOKENS_PER_MESSAGE,
+            )
+
+    # -- ChatBackend ----------------------------------------------------------------------
+    def render(self, messages: list[Message]) -> str:
+        if self.chat:
+            return json.dumps(messages, ensure_ascii=False)
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def count_tokens(self, prompt: str) -> int:
+        if not self.chat:
+            return len(self._encode(prompt))
+        messages = json.loads(prompt)
+        if _has_chat_template(self.tokenizer):
+            ids = self.tokenizer.apply_chat_template(
+                messages, tokenize=True, add_generation_prompt=True
+            )
+            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+                ids = ids["input_ids"]
+            return len(ids)
+        return estimate_tokens(messages)
+
+    def max_gen_toks(self, gen_kwargs: dict) -> int:
+        value = gen_kwargs.get("max_gen_toks", getattr(self.lm, "_max_gen_toks", None))
+        return int(value if value is not None else DEFAULT_MAX_GEN_TOKS)
+
+    def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
+        payloads = [
+            self._payload(prompt, kwargs)
+            for prompt, kwargs in zip(prompts, gen_kwargs, strict=True)
+        ]
+        return asyncio.run(self._post_all(payloads))
+
+    # -- requests -------------------------------------------------------------------------
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(
+            text, add_special_tokens=bool(getattr(self.lm, "add_bos_token", False))
+        ).input_ids
+
+    def _payload(self, prompt: str, gen_kwargs: dict) -> dict:
+        lm = self.lm
+        kwargs = copy.deepcopy(dict(gen_kwargs))
+        kwargs.setdefault("max_gen_toks", self.max_gen_toks(kwargs))
+        if self.chat:
+            message = json.loads(prompt)
+        else:
+            kwargs = self._with_end_of_turn(kwargs)
+            single = self._encode(prompt) if lm.tokenized_requests else prompt
+            message = lm.create_message([single])  # exactly what lm-eval sends
+        return lm._create_payload(
+            message, generate=True, gen_kwargs=kwargs, seed=lm._seed, eos=lm.eos_string
+        )
+
+    def _with_end_of_turn(self, gen_kwargs: dict) -> dict:
+        """Stop at the template's end-of-turn token too (a completion server knows only EOS)."""
+        eot = template_tokens(self.tokenizer).end_of_turn_text
+        if not eot:
+            return gen_kwargs
+        until = gen_kwargs.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        return {**gen_kwargs, "until": until if eot in until else [*until, eot]}
+
+    async def _post_all(self, payloads: list[dict]) -> list[Generation]:
+        from aiohttp import ClientSession, ClientTimeout, TCPConnector
+
+        concurrent = max(1, int(getattr(self.lm, "_concurrent", 1)))
+        connector = TCPConnector(limit=concurrent, ssl=self.lm.verify_certificate)
+        sem = asyncio.Semaphore(concurrent)
+        timeout = ClientTimeout(total=int(getattr(self.lm, "timeout", 300)))
+        async with ClientSession(connector=connector, timeout=timeout) as session:
+            return list(await asyncio.gather(*(self._post(session, sem, p) for p in payloads)))
+
+    async def _post(self, session, sem: asyncio.Semaphore, payload: dict) -> Generation:
+        """One request with lm-eval's retry policy; never raises for a request's own failure."""
+        from aiohttp import ClientError
+
+        lm = self.lm
+        attempts = max(1, int(getattr(lm, "max_retries", 3)))
+        error = "no attempt made"
+        for attempt in range(1, attempts + 1):
+            retryable = True
+            try:
+                async with sem, session.post(lm.base_url, json=payload, headers=lm.header) as r:
+                    if r.ok:
+                        outputs = await r.json(content_type=None)
+                        return self._generation(outputs)
+                    body = (await r.text())[:ERROR_TEXT_LIMIT]
+                    error = f"HTTP {r.status} from {lm.base_url}: {body}"
+                    retryable = r.status >= 500 or r.status in RETRYABLE_STATUS
+            except (ClientError, asyncio.TimeoutError) as e:
+                error = f"request to {lm.base_url} failed: {type(e).__name__}: {e}"
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                error = f"unreadable response from {lm.base_url}: {type(e).__name__}: {e}"
+            if not retryable or attempt == attempts:
+                break
+            log.info("%s; retry %d of %d", error, attempt, attempts - 1)
+            # lm-eval's back-off: wait_exponential(multiplier=0.5, min=1, max=10)
+            await asyncio.sleep(min(10.0, max(1.0, 0.5 * 2 ** (attempt - 1))))
+        log.warning("request failed, the conversation is counted as failed: %s", error)
+        return Generation(text="", error=error)
+
+    def _generation(self, outputs: dict[str, Any]) -> Generation:
+        texts = self.lm.parse_generations(outputs=outputs)
+        if not texts or texts[0] is None:
+            raise ValueError(f"no generated text in {json.dumps(outputs)[:200]}")
+        choice = (outputs.get("choices") or [{}])[0]
+        usage = outputs.get("usage") or {}
+        prompt_tokens = usage.get("prompt_tokens")
+        reply_tokens = usage.get("completion_tokens")
+        if reply_tokens is None and self.tokenizer is not None:
+            reply_tokens = len(self.tokenizer(texts[0], add_special_tokens=False).input_ids)
+        return Generation(
+            text=texts[0],
+            finish_reason=choice.get("finish_reason"),
+            tokens=int(reply_tokens) if reply_tokens is not None else None,
+            prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
+        )

@@ -1,0 +1,277 @@
+"""The deita tasks through lm-eval's OpenAI-compatible API models against a real HTTP server on
+127.0.0.1 (tests/served/openai_server.py: a tiny model, /v1/chat/completions and /v1/completions
+with `usage`, HTTP 400 over its context length, HTTP 500 on a marker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from openai_server import FAIL_MARKER
+
+pytestmark = pytest.mark.slow
+
+SERVER = Path(__file__).with_name("openai_server.py")
+MAX_GEN = 8
+SMALL = 200  # the `tiny-small` model's context length on the server
+LONG = " ".join(f"detail{i}" for i in range(60))
+
+
+def write_data(path: Path) -> Path:
+    def row(i, *turns):
+        return {"id": f"s{i}", "conversations": [{"from": r, "value": v} for r, v in turns]}
+
+    rows = [
+        row(0, ("system", "You are terse."), ("human", "Name a prime."), ("gpt", "7")),
+        row(
+            1,
+            ("human", "Tell me about Paris. " + LONG),
+            ("gpt", "It is big. " + LONG),
+            ("human", "And Lyon?"),
+            ("gpt", "Smaller."),
+        ),
+        row(2, ("human", f"Please answer. {FAIL_MARKER}"), ("gpt", "x")),
+        row(3, ("human", "你好，介绍一下长城。"), ("gpt", "长城很长。")),
+        row(4, ("human", "Summarise: " + LONG), ("gpt", "ok")),  # fits 1024 tokens, not 200
+    ]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", "utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dir, tmp_path_factory):
+    port = free_port()
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
+    args = [sys.executable, str(SERVER), "--model", str(tiny_dir / "chat"), "--port", str(port)]
+    args += ["--small-max-len", str(SMALL), "--max-requests", "400", "--max-seconds", "300"]
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"test server exited with {proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{base}/openapi.json", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_data(tmp_path_factory.mktemp("served") / "rows.jsonl")
+
+
+def evaluate(model: str, model_args: str, data: Path, tasks=("deita_qr", "deita_qcr")) -> dict:
+    from lm_eval import simple_evaluate
+
+    out = simple_evaluate(
+        model=model,
+        model_args=model_args,
+        tasks=list(tasks),
+        metadata={"deita_path": str(data), "scorers": "none"},
+        gen_kwargs=f"max_gen_toks={MAX_GEN}",
+        log_samples=True,
+        bootstrap_iters=0,
+    )
+    samples = {
+        task: {s["doc"]["id"]: json.loads(s["filtered_resps"][0]) for s in rows}
+        for task, rows in out["samples"].items()
+    }
+    return {"results": out["results"], "samples": samples}
+
+
+def chat_args(base: str, tiny_dir: Path, *, model="tiny", max_length=1024, tokenizer=True) -> str:
+    args = f"model={model},base_url={base}/v1/chat/completions,max_retries=2"
+    args += f",max_length={max_length}" if max_length else ""
+    if tokenizer:
+        args += f",tokenizer_backend=huggingface,tokenizer={tiny_dir / 'chat'}"
+    return args
+
+
+def completion_args(base: str, tiny_dir: Path, *, model="tiny", max_length=1024) -> str:
+    return (
+        f"model={model},base_url={base}/v1/completions,max_retries=2,max_length={max_length},"
+        f"tokenizer_backend=huggingface,tokenizer={tiny_dir / 'chat'}"
+    )
+
+
+def chat_ids(tokenizer, messages) -> list[int]:
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    return ids if isinstance(ids, list) else list(ids["input_ids"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_dir / "chat")
+
+
+@pytest.fixture(scope="module")
+def chat_run(server, tiny_dir, data):
+    return evaluate("local-chat-completions", chat_args(server, tiny_dir), data)
+
+
+@pytest.fixture(scope="module")
+def completion_run(server, tiny_dir, data):
+    return evaluate("local-completions", completion_args(server, tiny_dir), data)
+
+
+def test_chat_rounds_arrive_as_role_messages_with_server_token_counts(chat_run, tokenizer):
+    run = chat_run
+    for task, n_rounds in (("deita_qr", 1), ("deita_qcr", 2)):
+        res = run["results"][task]
+        assert res["failed,none"] == 1, res
+        failed = run["samples"][task]["s2"]
+        assert failed["status"] == "failed"
+        assert "HTTP 500" in failed["reason"] and "injected internal error" in failed["reason"]
+        for doc_id in ("s0", "s1", "s3", "s4"):
+            result = run["samples"][task][doc_id]
+            if task == "deita_qcr" and result["status"] == "skipped":
+                # QCR's criteria request makes the long ones too long for 1024 tokens
+                assert doc_id in ("s1", "s4") and "context too long" in result["reason"]
+                continue
+            assert result["status"] == "ok", result
+            assert len(result["rounds"]) == n_rounds
+            for record in result["rounds"]:
+                messages = json.loads(record["prompt"])  # role messages, as the server got them
+                assert isinstance(messages, list) and messages[-1]["role"] == "user"
+                assert record["prompt_tokens"] == len(chat_ids(tokenizer, messages))
+                assert 1 <= record["reply_tokens"] <= MAX_GEN
+                assert record["finish_reason"] in ("stop", "length")
+    qcr = run["samples"]["deita_qcr"]["s0"]["rounds"]
+    criteria = {"role": "assistant", "content": qcr[0]["reply"]}
+    assert json.loads(qcr[1]["prompt"]).count(criteria) == 1  # round 1's reply is history
+
+
+def test_small_server_context_is_respected_with_a_tokenizer(server, tiny_dir, data, tokenizer):
+    run = evaluate(
+        "local-chat-completions",
+        chat_args(server, tiny_dir, model="tiny-small", max_length=SMALL),
+        data,
+        tasks=("deita_qr",),
+    )
+    res, samples = run["results"]["deita_qr"], run["samples"]["deita_qr"]
+    # Nothing reached the server over its limit: only the injected error failed.
+    assert res["failed,none"] == 1 and "HTTP 500" in samples["s2"]["reason"]
+    assert samples["s1"]["status"] == "ok" and samples["s1"]["dropped_turns"] == 2
+    assert samples["s4"]["status"] == "skipped" and "context too long" in samples["s4"]["reason"]
+    assert res["skipped,none"] == 1
+    for result in samples.values():
+        for record in result["rounds"]:
+            if record["prompt_tokens"] is not None and result["status"] == "ok":
+                assert record["prompt_tokens"] + MAX_GEN <= SMALL - 1
+
+
+def test_small_server_context_without_tokenizer_uses_the_estimate(server, tiny_dir, data):
+    from rgen_harness.chat.api_backend import estimate_tokens
+
+    run = evaluate(
+        "local-chat-completions",
+        chat_args(server, tiny_dir, model="tiny-small", max_length=SMALL, tokenizer=False),
+        data,
+        tasks=("deita_qr",),
+    )
+    res, samples = run["results"]["deita_qr"], run["samples"]["deita_qr"]
+    assert res["failed,none"] == 1 and "HTTP 500" in samples["s2"]["reason"]
+    for doc_id in ("s0", "s3"):
+        record = samples[doc_id]["rounds"][0]
+        # the server counted the tokens; the estimate bounded them from above
+        assert record["prompt_tokens"] <= estimate_tokens(json.loads(record["prompt"]))
+    assert samples["s1"]["status"] == "ok" and samples["s1"]["dropped_turns"] == 2
+    assert samples["s4"]["status"] == "skipped" and res["skipped,none"] == 1
+
+
+def test_server_rejection_is_a_failed_conversation_not_the_end_of_the_run(server, tiny_dir, data):
+    # max_length claims more than the server has: it answers 400 for the long conversations.
+    run = evaluate(
+        "local-chat-completions",
+        chat_args(server, tiny_dir, model="tiny-small", max_length=1024),
+        data,
+        tasks=("deita_qr",),
+    )
+    res, samples = run["results"]["deita_qr"], run["samples"]["deita_qr"]
+    rejected = [r for r in samples.values() if "HTTP 400" in (r["reason"] or "")]
+    assert {r["status"] for r in rejected} == {"failed"} and len(rejected) == 2
+    assert all("maximum context length is 200" in r["reason"] for r in rejected)
+    assert res["failed,none"] == 3  # the two rejections and the injected 500
+    assert samples["s0"]["status"] == "ok" and samples["s0"]["reply"] == samples["s0"]["reply"]
+
+
+def test_completions_render_the_models_template(completion_run, tokenizer):
+    run = completion_run
+    for task in ("deita_qr", "deita_qcr"):
+        assert run["results"][task]["failed,none"] == 1
+        result = run["samples"][task]["s0"]
+        assert result["status"] == "ok"
+        for record in result["rounds"]:
+            assert record["prompt"].startswith("<|im_start|>system\nYou are terse.<|im_end|>")
+            assert record["prompt"].endswith("<|im_start|>assistant\n")
+            ids = tokenizer(record["prompt"], add_special_tokens=False).input_ids
+            assert record["prompt_tokens"] == len(ids)
+            assert 1 <= record["reply_tokens"] <= MAX_GEN
+
+
+def test_same_replies_through_chat_and_completions(chat_run, completion_run):
+    """The chat server applies the template the completions path renders: same greedy replies."""
+    for task in ("deita_qr", "deita_qcr"):
+        for doc_id, result in chat_run["samples"][task].items():
+            assert result["reply"] == completion_run["samples"][task][doc_id]["reply"]
+
+
+def test_completions_without_tokenizer_is_refused_with_the_fix(server, data):
+    from rgen_harness.chat.api_backend import ApiModelUnusable
+
+    args = f"model=tiny,base_url={server}/v1/completions,tokenizer_backend=None,max_length=1024"
+    with pytest.raises(ApiModelUnusable, match="tokenizer_backend=huggingface,tokenizer="):
+        evaluate("local-completions", args, data, ("deita_qr",))
+
+
+def test_missing_max_length_is_an_error_with_the_fix(server, tiny_dir, data):
+    from rgen_harness.chat.api_backend import ApiModelUnusable
+
+    with pytest.raises(ApiModelUnusable, match="max_length=<the server's context length>"):
+        evaluate("local-chat-completions", chat_args(server, tiny_dir, max_length=None), data)
+
+
+def test_lm_eval_command_line(server, tiny_dir, data, tmp_path):
+    out = tmp_path / "out"
+    meta = json.dumps({"deita_path": str(data), "scorers": "none"})
+    cmd = ["lm_eval", "--model", "local-chat-completions", "--model_args"]
+    cmd += [chat_args(server, tiny_dir) + ",num_concurrent=2"]
+    cmd += ["--tasks", "deita_qr,deita_qcr", "--metadata", meta, "--gen_kwargs"]
+    cmd += [f"max_gen_toks={MAX_GEN}", "--log_samples", "--output_path", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (results_file,) = out.rglob("results_*.json")
+    results = json.loads(results_file.read_text())["results"]
+    for task in ("deita_qr", "deita_qcr"):
+        assert results[task]["failed,none"] == 1
+        assert results[task]["reply_tokens,none"] <= MAX_GEN
+    assert "|failed" in proc.stdout
