@@ -18,6 +18,16 @@ def add_parser(sub) -> None:
     p.add_argument("--interval", type=float, default=None, help="interval level (default 0.95)")
     p.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (10000)")
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed (0)")
+    p.add_argument(
+        "--judge-results",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="lm_eval output folders of judge_* runs of the study's reward model "
+        '("judge_with": "reward"): its agreement with human labels is shown next to the '
+        "leaderboard",
+    )
 
 
 def run(args) -> int:
@@ -28,6 +38,7 @@ def run(args) -> int:
     files = build_report(
         args.results_dir,
         args.out,
+        judge_results=args.judge_results,
         level=args.interval,
         resamples=args.resamples,
         seed=args.seed,

@@ -107,7 +107,7 @@ def _f(x: Any, digits: int = 0) -> str:
     return f"{x:.{digits}f}"
 
 
-def _est(e: dict | None, digits: int = 3) -> str:
+def est_text(e: dict | None, digits: int = 3) -> str:
     if not e or not isinstance(e.get("value"), float) or not math.isfinite(e["value"]):
         return NA
     if math.isfinite(e["low"]) and math.isfinite(e["high"]):
@@ -115,7 +115,7 @@ def _est(e: dict | None, digits: int = 3) -> str:
     return f"{e['value']:.{digits}f}"
 
 
-def _table(header: list[str], lines: list[list[str]]) -> str:
+def md_table(header: list[str], lines: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines]
     return "\n".join(out)
@@ -166,11 +166,11 @@ def _markdown(
                 judge,
                 first["kind"],
                 first["lora"] or "",
-                *(_est(cells.get((judge, c))) for c in columns),
+                *(est_text(cells.get((judge, c))) for c in columns),
             ]
             for judge, first in judges.items()
         ]
-        lines += [_table(["Judge", "Kind", "LoRA", *columns], body), ""]
+        lines += [md_table(["Judge", "Kind", "LoRA", *columns], body), ""]
     gold_rows = [r for r in rows if SETS[r["set"]].kind != "mtbench"]
     if gold_rows:
         lines += ["## Per set", ""]
@@ -179,11 +179,11 @@ def _markdown(
         header += ["Parse failures", "Failed", "Skipped"]
         body = [
             [r["judge"], r["set"], _f(r["pairs"])]
-            + [_est(r["measures"][m.name]) for m in (*GOLD_MEASURES, CONSISTENCY)]
+            + [est_text(r["measures"][m.name]) for m in (*GOLD_MEASURES, CONSISTENCY)]
             + [_f(r[k]) for k in COUNTS]
             for r in gold_rows
         ]
-        lines += [_table(header, body), ""]
+        lines += [md_table(header, body), ""]
         lines += [
             "Accuracy and macro-F1 pool both orders (a missing verdict is wrong); consistency: "
             "same verdict in both orders (n/a for judges that judge one order, such as reward "
@@ -197,11 +197,11 @@ def _markdown(
         header += [f"Consistency [{pct} CI]", "Parse failures", "Failed", "Skipped"]
         body = [
             [r["judge"], _f(r["pairs"])]
-            + [_est(r["measures"][m.name]) for m in (*AGREEMENT, CONSISTENCY)]
+            + [est_text(r["measures"][m.name]) for m in (*AGREEMENT, CONSISTENCY)]
             + [_f(r[k]) for k in COUNTS]
             for r in mt_rows
         ]
-        lines += [_table(header, body), ""]
+        lines += [md_table(header, body), ""]
     if rows:
         lines += ["## Judges", ""]
         header = ["Judge", "Kind", "lm-eval model", "LoRA", "Sets", "Limit", "Results files"]
@@ -221,7 +221,7 @@ def _markdown(
                     ", ".join(files),
                 ]
             )
-        lines += [_table(header, body), ""]
+        lines += [md_table(header, body), ""]
         lines += [
             "Kind: `model` = the evaluated model generates a verdict for each order; "
             "`reward model` = a reward model scores both responses (`judge_with: reward`), one "

@@ -53,7 +53,14 @@ def settings_from_study(study: dict | None, **overrides) -> ReportSettings:
     return ReportSettings(**values)
 
 
-def build_report(root: str | Path, out_dir: str | Path | None = None, **overrides) -> ReportFiles:
+def build_report(
+    root: str | Path,
+    out_dir: str | Path | None = None,
+    judge_results: list[str | Path] | None = None,
+    **overrides,
+) -> ReportFiles:
+    """`judge_results`: lm-eval folders of judge runs; the reward model's agreement with human
+    labels is shown next to the leaderboard (see rgen_harness.study.judge_link)."""
     collection = collect(root)
     study = collection.study
     settings = settings_from_study(study, **overrides)
@@ -67,6 +74,16 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, **override
     for m in collection.models:
         collection.problems.extend(consistency_problems(m))
     drawn = plots.draw_all(rows, collection.models, out, settings)
+    judge_section: list[str] = []
+    judge_rows: list[dict] | None = None
+    if judge_results:
+        from rgen_harness.study import judge_link
+
+        dirs = [Path(d) for d in judge_results]
+        judge_model, judge_rows = judge_link.reward_judge_rows(
+            dirs, study, settings, collection.problems
+        )
+        judge_section = judge_link.markdown(judge_model, judge_rows, dirs, settings.percent)
     payload = {
         "study": study,
         "subset": _subset_summary(collection.subset),
@@ -77,6 +94,7 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, **override
         "methods": STATS_METHODS,
         "environment": _environment(collection),
         "models": rows,
+        "reward_model_vs_humans": judge_rows,
         "problems": collection.problems,
     }
     json_path = out / "leaderboard.json"
@@ -84,7 +102,9 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, **override
     csv_path = out / "leaderboard.csv"
     _write_csv(csv_path, [flatten(r) for r in rows])
     md_path = out / "leaderboard.md"
-    md_path.write_text(_markdown(collection, rows, settings, drawn, out), encoding="utf-8")
+    md_path.write_text(
+        _markdown(collection, rows, settings, drawn, out, judge_section), encoding="utf-8"
+    )
     return ReportFiles(md_path, csv_path, json_path, drawn, rows, collection.problems)
 
 
@@ -195,7 +215,12 @@ def _subset_summary(subset: dict | None) -> dict | None:
 
 
 def _markdown(
-    collection: Collection, rows: list[dict], s: ReportSettings, drawn: list[Path], out: Path
+    collection: Collection,
+    rows: list[dict],
+    s: ReportSettings,
+    drawn: list[Path],
+    out: Path,
+    judge_section: list[str] | None = None,
 ) -> str:
     study = collection.study or {}
     pct = s.percent
@@ -273,6 +298,7 @@ def _markdown(
             + " (lm-eval results of the same model).",
             "",
         ]
+    lines += judge_section or []
     lines += ["## Replies: length, truncation, failures", ""]
     header = [
         "Model",
