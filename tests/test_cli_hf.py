@@ -101,13 +101,39 @@ def test_results_table_counts_skips(run):
     assert run["results"]["deita_qcr"]["criteria_chars,none"] >= 0
 
 
-def test_samples_show_each_round_templated(run):
+def prompts_of(sample: dict, tiny_dir: Path, response: str) -> list[str]:
+    """Each round's prompt rebuilt from the logged request, replies and dropped turns (the
+    samples record prompts by hash, token count and dropped turns), checked against the hash."""
+    import hashlib
+
+    from transformers import AutoTokenizer
+
+    from rgen_harness.chat.protocol import ChatRequest, ChatResult
+    from rgen_harness.chat.runner import rebuild_prompts
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir / "chat")
+    request = ChatRequest.parse(sample["arguments"]["gen_args_0"]["arg_0"])
+    result = ChatResult.from_json(response)
+    prompts = rebuild_prompts(
+        request,
+        result,
+        lambda m: tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+    )
+    for prompt, record in zip(prompts, result.rounds, strict=True):
+        assert record.prompt == ""  # not copied into the samples
+        assert hashlib.sha256(prompt.encode()).hexdigest() == record.prompt_sha256
+    return prompts
+
+
+def test_samples_show_each_round_templated(run, tiny_dir):
     samples = read_samples(run["out"], "deita_qcr")
     assert len(samples) == 5
     by_id = {s["doc"]["id"]: s for s in samples}
     res = json.loads(by_id["u3"]["filtered_resps"][0])
     assert res["status"] == "ok" and len(res["rounds"]) == 2
     criteria, final = res["rounds"]
+    prompts = prompts_of(by_id["u3"], tiny_dir, by_id["u3"]["filtered_resps"][0])
+    criteria["prompt"], final["prompt"] = prompts
     assert "<|im_start|>system\nAnswer carefully.<|im_end|>" in criteria["prompt"]
     assert (
         "<|im_start|>user\n你好，介绍一下长城。<|im_end|>\n<|im_start|>assistant\n长城很长。"
@@ -120,18 +146,20 @@ def test_samples_show_each_round_templated(run):
     # The system turn of the row is kept, merged after the run's system instruction.
     assert (
         "Answer carefully.\n\nYou are terse."
-        in json.loads(by_id["u0"]["resps"][0][0])["rounds"][0]["prompt"]
+        in prompts_of(by_id["u0"], tiny_dir, by_id["u0"]["resps"][0][0])[0]
     )
 
 
-def test_long_history_drops_oldest_turns_and_records_it(run):
+def test_long_history_drops_oldest_turns_and_records_it(run, tiny_dir):
     for task in ("deita_qr", "deita_qcr"):
         by_id = {s["doc"]["id"]: s for s in read_samples(run["out"], task)}
         res = json.loads(by_id["u1"]["filtered_resps"][0])
         assert res["status"] == "ok" and res["dropped_turns"] == 2
         assert by_id["u1"]["dropped_turns"] == 2
-        assert "And Lyon?" in res["rounds"][0]["prompt"]
-        assert "detail399" not in res["rounds"][0]["prompt"]
+        assert res["rounds"][0]["dropped_turns"] == 2
+        prompt = prompts_of(by_id["u1"], tiny_dir, by_id["u1"]["filtered_resps"][0])[0]
+        assert "And Lyon?" in prompt
+        assert "detail399" not in prompt
 
 
 def test_bad_rows_are_counted_skips_with_their_reason(run):

@@ -38,8 +38,14 @@ class ChatRequest(str):
         messages: list[Message],
         rounds: list[list[Message]],
         skip_reason: str | None = None,
+        log_prompts: bool = True,
     ) -> ChatRequest:
+        """`log_prompts=False`: the result records each round's prompt by its SHA-256, token
+        count and dropped turns instead of its text (`rgen_harness.chat.runner.rebuild_prompts`
+        renders it again). Deita prompts repeat the history, tens of KB per round."""
         payload = {"id": doc_id, "messages": messages, "rounds": rounds, "skip_reason": skip_reason}
+        if not log_prompts:
+            payload["log_prompts"] = False
         return cls(json.dumps(payload, ensure_ascii=False))
 
     @classmethod
@@ -79,12 +85,18 @@ class ChatRequest(str):
     def skip_reason(self) -> str | None:
         return self.payload.get("skip_reason")
 
+    @property
+    def log_prompts(self) -> bool:
+        return self.payload.get("log_prompts", True) is not False
+
 
 @dataclass
 class RoundRecord:
-    prompt: str
+    prompt: str  # '' when the request does not log prompts (see prompt_sha256)
     reply: str
     prompt_tokens: int | None = None
+    prompt_sha256: str | None = None  # of the prompt text as rendered
+    dropped_turns: int | None = None  # history turns this round's prompt left out
     reply_tokens: int | None = None
     finish_reason: str | None = None  # 'stop' (end of turn / EOS / stop string) or 'length'
     cached_tokens: int | None = None  # prompt tokens served by the engine's prefix cache

@@ -9,6 +9,7 @@ generate). `generate_chat_rounds` is the default implementation that every lm-ev
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -307,10 +308,33 @@ def _record(state: _State, fitted: Fitted | Exception) -> str | None:
         result.reason = f"chat template failed: {type(fitted).__name__}: {fitted}"
         return None
     result.dropped_turns = fitted.dropped_turns
+    prompt = fitted.prompt
     result.rounds.append(
-        RoundRecord(prompt=fitted.prompt, reply="", prompt_tokens=fitted.prompt_tokens)
+        RoundRecord(
+            prompt=prompt if state.request.log_prompts else "",
+            reply="",
+            prompt_tokens=fitted.prompt_tokens,
+            prompt_sha256=hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest(),
+            dropped_turns=fitted.dropped_turns,
+        )
     )
-    return fitted.prompt
+    return prompt
+
+
+def rebuild_prompts(request: ChatRequest, result: ChatResult, render) -> list[str]:
+    """Every round's prompt rendered again from the request and the recorded replies and
+    dropped turns (`render`: the evaluated model's chat template, e.g. its tokenizer's
+    `apply_chat_template(m, tokenize=False, add_generation_prompt=True)`). Compare with the
+    recorded `prompt_sha256` to check it is the prompt the model saw."""
+    from rgen_harness.chat.budget import drop_oldest
+
+    prompts, tail = [], []
+    for k, record in enumerate(result.rounds):
+        tail = tail + request.rounds[k]
+        history = drop_oldest(request.messages, record.dropped_turns or 0)
+        prompts.append(render(history + tail))
+        tail = tail + [{"role": "assistant", "content": record.reply}]
+    return prompts
 
 
 class LMChatBackend:

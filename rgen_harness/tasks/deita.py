@@ -92,6 +92,7 @@ class DeitaTask(ConfigurableTask):
             messages=messages,
             rounds=self.rounds(),
             skip_reason=doc["problem"] or None,
+            log_prompts=False,  # the history is in `doc`: rounds record prompt hashes
         )
 
     def construct_requests(self, doc, ctx, **kwargs) -> Instance:
