@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +28,20 @@ def test_sample_path_names_the_fix_for_a_missing_file(tmp_path):
 
     with pytest.raises(FileNotFoundError, match='"sample" for the bundled sample rows'):
         local_path(get_spec("pandalm"), {"judge_path_pandalm": str(tmp_path / "none.json")})
+
+
+def test_bundled_sample_rows_ship_in_the_wheel(tmp_path):
+    from rgen_harness.data.judge.sources import sample_path
+
+    root = Path(__file__).resolve().parents[2]
+    build = [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)]
+    subprocess.run(build, cwd=root, check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("rgen_harness-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "rgen_harness/data/judge/samples/README.md" in names
+    for name in SETS:
+        path = sample_path(get_spec(name))
+        assert f"rgen_harness/data/judge/samples/{path.name}" in names, name
 
 
 def test_demo_judge_writes_the_leaderboard(tmp_path):
