@@ -19,7 +19,7 @@ def scored(tiny_dir, tmp_path_factory):
     from lm_eval.models.huggingface import HFLM
 
     out = tmp_path_factory.mktemp("reward_inputs")
-    words = "accuracy depth clarity answer criteria user query response".split()
+    words = ["accuracy", "depth", "clarity", "answer", "criteria", "user", "query", "response"]
     with open(out / "long.jsonl", "w", encoding="utf-8") as f:
         for i in range(4):
             turns = []
