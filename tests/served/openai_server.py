@@ -5,13 +5,15 @@
 lmdeploy's api_server and vLLM's. Two model names share the weights with different context
 lengths: `--model-name` (`--max-len`) and `<model-name>-small` (`--small-max-len`); a request
 over its limit gets HTTP 400 with the server's message, as real servers answer. A prompt that
-contains `FAIL_MARKER` gets HTTP 500. The process exits after `--max-seconds` or
+contains `FAIL_MARKER` gets HTTP 500. With `--log-file`, every request body is appended to it
+as one JSON line (tests check what arrived). The process exits after `--max-seconds` or
 `--max-requests`, whichever comes first (a test that forgets it cannot leave it running).
 
     python openai_server.py --model DIR --port P [--max-len 1024] [--small-max-len 200]
 """
 
 import argparse
+import json
 import os
 import threading
 import time
@@ -19,7 +21,9 @@ import time
 FAIL_MARKER = "INJECT_SERVER_ERROR_500"
 
 
-def build_app(model_dir: str, name: str, max_len: int, small_max_len: int, max_requests: int):
+def build_app(
+    model_dir: str, name: str, max_len: int, small_max_len: int, max_requests: int, log_file=None
+):
     import torch
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
@@ -61,6 +65,9 @@ def build_app(model_dir: str, name: str, max_len: int, small_max_len: int, max_r
 
     def admit(body: dict, ids: list[int], text: str) -> JSONResponse | None:
         served["requests"] += 1
+        if log_file:
+            with open(log_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(body, ensure_ascii=False) + "\n")
         if served["requests"] > max_requests:
             return error(503, f"request limit {max_requests} of this test server reached")
         limit = limits.get(body.get("model"))
@@ -135,12 +142,18 @@ def main() -> None:
     p.add_argument("--small-max-len", type=int, default=200)
     p.add_argument("--max-requests", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=600)
+    p.add_argument("--log-file", default=None)
     args = p.parse_args()
 
     import uvicorn
 
     app = build_app(
-        args.model, args.model_name, args.max_len, args.small_max_len, args.max_requests
+        args.model,
+        args.model_name,
+        args.max_len,
+        args.small_max_len,
+        args.max_requests,
+        args.log_file,
     )
     deadline = time.monotonic() + args.max_seconds
 

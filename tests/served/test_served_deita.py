@@ -51,14 +51,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Server(str):
+    """The server's base URL; `requests_since(mark)` are the bodies it received after `mark`."""
+
+    log: Path
+
+    def mark(self) -> int:
+        return len(self.received())
+
+    def received(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text("utf-8").splitlines()]
+
+    def requests_since(self, mark: int) -> list[dict]:
+        return self.received()[mark:]
+
+
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
     port = free_port()
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
+    folder = tmp_path_factory.mktemp("server")
+    log = (folder / "server.log").open("w")
     args = [sys.executable, str(SERVER), "--model", str(tiny_dir / "chat"), "--port", str(port)]
+    args += ["--log-file", str(folder / "requests.jsonl")]
     args += ["--small-max-len", str(SMALL), "--max-requests", "400", "--max-seconds", "300"]
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    base = Server(f"http://127.0.0.1:{port}")
+    base.log = folder / "requests.jsonl"
     deadline = time.monotonic() + 90
     try:
         while True:
@@ -86,9 +106,12 @@ def data(tmp_path_factory):
     return write_data(tmp_path_factory.mktemp("served") / "rows.jsonl")
 
 
-def evaluate(model: str, model_args: str, data: Path, tasks=("deita_qr", "deita_qcr")) -> dict:
+def evaluate(
+    model: str, model_args: str, data: Path, tasks=("deita_qr", "deita_qcr"), server=None
+) -> dict:
     from lm_eval import simple_evaluate
 
+    mark = server.mark() if server is not None else 0
     out = simple_evaluate(
         model=model,
         model_args=model_args,
@@ -102,7 +125,8 @@ def evaluate(model: str, model_args: str, data: Path, tasks=("deita_qr", "deita_
         task: {s["doc"]["id"]: json.loads(s["filtered_resps"][0]) for s in rows}
         for task, rows in out["samples"].items()
     }
-    return {"results": out["results"], "samples": samples}
+    received = server.requests_since(mark) if server is not None else []
+    return {"results": out["results"], "samples": samples, "received": received}
 
 
 def chat_args(base: str, tiny_dir: Path, *, model="tiny", max_length=1024, tokenizer=True) -> str:
@@ -134,12 +158,12 @@ def tokenizer(tiny_dir):
 
 @pytest.fixture(scope="module")
 def chat_run(server, tiny_dir, data):
-    return evaluate("local-chat-completions", chat_args(server, tiny_dir), data)
+    return evaluate("local-chat-completions", chat_args(server, tiny_dir), data, server=server)
 
 
 @pytest.fixture(scope="module")
 def completion_run(server, tiny_dir, data):
-    return evaluate("local-completions", completion_args(server, tiny_dir), data)
+    return evaluate("local-completions", completion_args(server, tiny_dir), data, server=server)
 
 
 def test_chat_rounds_arrive_as_role_messages_with_server_token_counts(chat_run, tokenizer):
@@ -159,14 +183,32 @@ def test_chat_rounds_arrive_as_role_messages_with_server_token_counts(chat_run, 
             assert result["status"] == "ok", result
             assert len(result["rounds"]) == n_rounds
             for record in result["rounds"]:
-                messages = json.loads(record["prompt"])  # role messages, as the server got them
-                assert isinstance(messages, list) and messages[-1]["role"] == "user"
-                assert record["prompt_tokens"] == len(chat_ids(tokenizer, messages))
                 assert 1 <= record["reply_tokens"] <= MAX_GEN
                 assert record["finish_reason"] in ("stop", "length")
+    # What arrived: role messages, never one JSON string; the token counts are the server's.
+    received = run["received"]
+    assert received and all("prompt" not in body for body in received)
+    for body in received:
+        assert all(set(m) == {"role", "content"} for m in body["messages"])
+        assert body["messages"][-1]["role"] == "user" and body["max_tokens"] == MAX_GEN
+    sent_lengths = sorted(len(chat_ids(tokenizer, body["messages"])) for body in received)
+    logged = [
+        record["prompt_tokens"]
+        for task in ("deita_qr", "deita_qcr")
+        for result in run["samples"][task].values()
+        if result["status"] == "ok"
+        for record in result["rounds"]
+    ]
+    assert set(logged) <= set(sent_lengths)
+    qr_s0 = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Name a prime."},
+    ]
+    assert qr_s0 in [body["messages"] for body in received]
     qcr = run["samples"]["deita_qcr"]["s0"]["rounds"]
     criteria = {"role": "assistant", "content": qcr[0]["reply"]}
-    assert json.loads(qcr[1]["prompt"]).count(criteria) == 1  # round 1's reply is history
+    round2 = [b["messages"] for b in received if criteria in b["messages"]]
+    assert any(m[:2] == qr_s0 for m in round2)  # round 1's reply is history in round 2
 
 
 def test_small_server_context_is_respected_with_a_tokenizer(server, tiny_dir, data, tokenizer):
@@ -188,7 +230,9 @@ def test_small_server_context_is_respected_with_a_tokenizer(server, tiny_dir, da
                 assert record["prompt_tokens"] + MAX_GEN <= SMALL - 1
 
 
-def test_small_server_context_without_tokenizer_uses_the_estimate(server, tiny_dir, data):
+def test_small_server_context_without_tokenizer_uses_the_estimate(
+    server, tiny_dir, data, tokenizer
+):
     from rgen_harness.chat.api_backend import estimate_tokens
 
     run = evaluate(
@@ -196,13 +240,17 @@ def test_small_server_context_without_tokenizer_uses_the_estimate(server, tiny_d
         chat_args(server, tiny_dir, model="tiny-small", max_length=SMALL, tokenizer=False),
         data,
         tasks=("deita_qr",),
+        server=server,
     )
     res, samples = run["results"]["deita_qr"], run["samples"]["deita_qr"]
+    # No 400: only the injected error failed; the estimate bounded every prompt from above.
     assert res["failed,none"] == 1 and "HTTP 500" in samples["s2"]["reason"]
+    for body in run["received"]:
+        exact = len(chat_ids(tokenizer, body["messages"]))
+        assert exact <= estimate_tokens(body["messages"]) <= SMALL - 1 - MAX_GEN
     for doc_id in ("s0", "s3"):
-        record = samples[doc_id]["rounds"][0]
-        # the server counted the tokens; the estimate bounded them from above
-        assert record["prompt_tokens"] <= estimate_tokens(json.loads(record["prompt"]))
+        assert samples[doc_id]["status"] == "ok"
+        assert samples[doc_id]["rounds"][0]["prompt_tokens"] is not None  # the server's usage
     assert samples["s1"]["status"] == "ok" and samples["s1"]["dropped_turns"] == 2
     assert samples["s4"]["status"] == "skipped" and res["skipped,none"] == 1
 
@@ -230,11 +278,15 @@ def test_completions_render_the_models_template(completion_run, tokenizer):
         result = run["samples"][task]["s0"]
         assert result["status"] == "ok"
         for record in result["rounds"]:
-            assert record["prompt"].startswith("<|im_start|>system\nYou are terse.<|im_end|>")
-            assert record["prompt"].endswith("<|im_start|>assistant\n")
-            ids = tokenizer(record["prompt"], add_special_tokens=False).input_ids
-            assert record["prompt_tokens"] == len(ids)
             assert 1 <= record["reply_tokens"] <= MAX_GEN
+    # What arrived: the model's template as token ids (as lm-eval sends prompts).
+    received = run["received"]
+    assert received and all("messages" not in body for body in received)
+    texts = [tokenizer.decode(body["prompt"][0]) for body in received]
+    assert all(t.endswith("<|im_start|>assistant\n") for t in texts)
+    system = "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nName a prime."
+    assert any(t.startswith(system) for t in texts)
+    assert all("<|im_end|>" in body["stop"] for body in received)  # end of turn stops
 
 
 def test_same_replies_through_chat_and_completions(chat_run, completion_run):
