@@ -153,24 +153,35 @@ class PromptEncoder:
                 head.extend(self._pieces[part][: n - len(head)])
         return tuple(head[:n]) == self.prefix
 
+    def _last_id(self, parts: list[int | bytes]) -> int | None:
+        for part in reversed(parts):
+            if isinstance(part, int):
+                return part
+            if len(self._pieces[part]):
+                return self._pieces[part][-1]
+        return self.prefix[-1] if self.prefix else None
+
     # -- public ---------------------------------------------------------------------------
-    def count_many(self, prompts: list[str]) -> list[int]:
-        """Token counts of `encode_prompt(tokenizer, p)` per prompt (new pieces in one batch)."""
+    def count_many(self, prompts: list[str], *, end_id: int | None = None) -> list[int]:
+        """Token counts of `encode_prompt(tokenizer, p)` per prompt (new pieces in one batch);
+        with `end_id`, of those ids ending in `end_id` (appended unless already last)."""
         if not self.piecewise:
-            return [len(ids) for ids in self._whole(prompts)]
+            return [len(ids) for ids in self._whole(prompts, end_id)]
         counts = []
         for parts in self._parts_many(prompts):
             n = sum(1 if isinstance(p, int) else len(self._pieces[p]) for p in parts)
             if self.prefix and not self._head_is_prefix(parts):
                 n += len(self.prefix)
+            if end_id is not None and self._last_id(parts) != end_id:
+                n += 1
             counts.append(n)
         return counts
 
-    def encode_many(self, prompts: list[str]) -> list[array]:
-        """Token ids of `encode_prompt(tokenizer, p)` for each prompt, as arrays. The pieces used
-        are kept by the next `keep_only_used()`."""
+    def encode_many(self, prompts: list[str], *, end_id: int | None = None) -> list[array]:
+        """Token ids of `encode_prompt(tokenizer, p)` for each prompt, as arrays (ending in
+        `end_id` if given). The pieces used are kept by the next `keep_only_used()`."""
         if not self.piecewise:
-            return self._whole(prompts)
+            return self._whole(prompts, end_id)
         out = []
         for parts in self._parts_many(prompts):
             ids = array(self.typecode)
@@ -182,6 +193,8 @@ class PromptEncoder:
                 else:
                     ids.extend(self._pieces[part])
                     self._used.add(part)
+            if end_id is not None and (not ids or ids[-1] != end_id):
+                ids.append(end_id)
             out.append(ids)
         return out
 
@@ -191,11 +204,13 @@ class PromptEncoder:
         self._pieces = {k: v for k, v in self._pieces.items() if k in self._used}
         self._used = set()
 
-    def _whole(self, prompts: list[str]) -> list[array]:
-        encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    def _whole(self, prompts: list[str], end_id: int | None = None) -> list[array]:
+        encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
         out = []
         for ids in encoded:
             if self.prefix and tuple(ids[: len(self.prefix)]) != self.prefix:
                 ids = list(self.prefix) + ids
+            if end_id is not None and (not ids or ids[-1] != end_id):
+                ids = [*ids, end_id]
             out.append(array(self.typecode, ids))
         return out

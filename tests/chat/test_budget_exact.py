@@ -183,3 +183,40 @@ def test_tokenizer_where_pieces_differ_is_encoded_whole(tmp_path):
         for p in ("a", "<|im_start|>", "a b", "<|im_end|>", "a")
     ]
     assert sum(pieces, []) != encode_prompt(fast, prompt)
+
+
+def test_reward_inputs_equal_the_reference(tiny_dir):
+    """The reward renderer's batched inputs: the same ids and dropped turns as fitting each
+    (history, reply) with the reference search and encoding the text again."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from rgen_harness.metrics.reward.render import RewardRenderer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir / "reward")
+    config = json.loads((tiny_dir / "reward" / "config.json").read_text())
+    config["architectures"] = ["InternLM2ForRewardModel"]  # inputs end in the reward token
+    specials = [t.content for t in tok.added_tokens_decoder.values()]
+    histories = conversations(random.Random(3), specials, 30)
+    pairs = [(h, f"reply {i} 回答 🙂") for i, h in enumerate(histories)]
+    seen = set()
+    for max_length in (80, 700, 100_000):
+        r = RewardRenderer(tok, config, max_length=max_length)
+        for (history, reply), got in zip(pairs, r.render_many(pairs), strict=True):
+            try:
+                want = reference_fit_prompt(
+                    history,
+                    [{"role": "assistant", "content": reply}],
+                    render=r.render_text,
+                    count_tokens=lambda t: len(r.encode(t)),  # noqa: B023
+                    max_prompt_tokens=max_length,
+                )
+            except ContextTooLong:
+                assert isinstance(got, ContextTooLong)
+                seen.add("skipped")
+                continue
+            assert got.ids == r.encode(want.prompt)
+            assert got.dropped_turns == want.dropped_turns
+            seen.add("drops" if want.dropped_turns else "fits")
+    assert seen == {"skipped", "drops", "fits"}

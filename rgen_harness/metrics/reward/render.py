@@ -12,7 +12,8 @@ backend.
 The history is the conversation's complete history (the turns generation dropped are back), so
 QR and QCR replies and the reference reply are scored on identical inputs. Only what exceeds the
 reward model's own maximum length loses whole turns, oldest first, with the same `fit_prompt` as
-generation (counted per sample in `reward_dropped_turns`).
+generation (counted per sample in `reward_dropped_turns`). Each piece of text between special
+tokens is tokenised once per scoring pass (`rgen_harness.chat.token_counts`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from rgen_harness.chat.budget import ContextTooLong, fit_prompt
+from rgen_harness.chat.budget import ContextTooLong, FitJob, fit_prompts
 from rgen_harness.chat.protocol import Message
 from rgen_harness.chat.special_tokens import encode_prompt
 
@@ -74,14 +75,37 @@ class RewardRenderer:
     def render(self, history: list[Message], reply: str) -> Rendered:
         """Token ids of `history` + `reply`; raises ContextTooLong when even the last user turn
         and the reply alone exceed `max_length`."""
-        fitted = fit_prompt(
-            history,
-            [{"role": "assistant", "content": reply}],
+        (outcome,) = self.render_many([(history, reply)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def render_many(self, pairs: list[tuple[list[Message], str]]) -> list[Rendered | Exception]:
+        """`render` for many (history, reply) pairs: the budget's attempts counted a step at a
+        time for all pairs, each piece of text between special tokens tokenised once (the same
+        history comes with the QR reply, the QCR reply and the reference), and the ids of the
+        fitted text assembled from those pieces, not tokenised again. A pair that cannot be
+        rendered gets its exception (ContextTooLong, or the template's error)."""
+        from rgen_harness.chat.token_counts import PromptEncoder
+
+        encoder = PromptEncoder(self.tokenizer)
+        jobs = [
+            FitJob(history, [{"role": "assistant", "content": reply}], self.max_length)
+            for history, reply in pairs
+        ]
+        outcomes = fit_prompts(
+            jobs,
             render=self.render_text,
-            count_tokens=lambda text: len(self.encode(text)),
-            max_prompt_tokens=self.max_length,
+            count_many=lambda texts: encoder.count_many(texts, end_id=self.reward_token_id),
         )
-        return Rendered(self.encode(fitted.prompt), fitted.dropped_turns)
+        out: list[Rendered | Exception] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                out.append(outcome)
+                continue
+            (ids,) = encoder.encode_many([outcome.prompt], end_id=self.reward_token_id)
+            out.append(Rendered(ids.tolist(), outcome.dropped_turns))
+        return out
 
 
 def _max_length(model_config: dict) -> int:

@@ -216,14 +216,18 @@ class RewardScorer:
         reply_jobs: list[_Job | None] = []
         ref_jobs: list[_Job | None] = []
         reasons: Counter = Counter()
-        for item in items:
+        rendered = self._render_all(items)
+        for i, item in enumerate(items):
             row = {spec.name: NAN for spec in self.metrics}
             row.update(reward_n=0.0, reward_failed=0.0, reward_too_long=0.0)
             job = None
             if item.result.status == "ok":
-                job = self._reply_job(item, row, reasons)
+                job = self._reply_job(item, row, reasons, rendered.get(("reply", i)))
             reply_jobs.append(job)
-            ref_jobs.append(self._reference_job(item, reasons) if self.config.reference else None)
+            ref = rendered.get(("reference", i))
+            ref_jobs.append(
+                self._reference_job(item, reasons, ref) if self.config.reference else None
+            )
             rows.append(row)
 
         jobs = {j.digest: j.ids for j in reply_jobs + ref_jobs if j is not None}
@@ -246,33 +250,49 @@ class RewardScorer:
         self._log_summary(task, rows, reasons)
         return rows
 
-    def _reply_job(self, item: ScoredItem, row: dict, reasons: Counter) -> _Job | None:
-        reply = item.reply
-        if not reply.strip():
+    def _render_all(self, items: list[ScoredItem]) -> dict[tuple[str, int], Any]:
+        """Every input the scorer will score, rendered in one pass (`render_many`): the same
+        history comes with several replies, and its text is tokenised once.
+        (kind, item index) -> Rendered, or the exception that rendering raised."""
+        keys, pairs = [], []
+        for i, item in enumerate(items):
+            if item.result.status == "ok" and item.reply.strip():
+                keys.append(("reply", i))
+                pairs.append((item.history, item.reply))
+            reference = item.doc.get("reference")
+            if (
+                self.config.reference
+                and isinstance(reference, str)
+                and reference.strip()
+                and item.history
+            ):
+                keys.append(("reference", i))
+                pairs.append((item.history, reference))
+        if not pairs:
+            return {}
+        return dict(zip(keys, self.renderer.render_many(pairs), strict=True))
+
+    def _reply_job(self, item: ScoredItem, row: dict, reasons: Counter, rendered) -> _Job | None:
+        if rendered is None:  # not rendered: an empty reply
             row["reward_failed"] = 1.0
             reasons["empty reply"] += 1
             return None
-        try:
-            rendered = self.renderer.render(item.history, reply)
-        except ContextTooLong:
+        if isinstance(rendered, ContextTooLong):
             row["reward_too_long"] = 1.0
             reasons["too long for the reward model"] += 1
             return None
-        except Exception as e:  # a template that rejects this conversation
+        if isinstance(rendered, Exception):  # a template that rejects this conversation
             row["reward_failed"] = 1.0
-            reasons[f"render error: {type(e).__name__}"] += 1
-            log.warning("reward: cannot render doc %s: %s", item.doc.get("id"), e)
+            reasons[f"render error: {type(rendered).__name__}"] += 1
+            log.warning("reward: cannot render doc %s: %s", item.doc.get("id"), rendered)
             return None
         row["reward_dropped_turns"] = float(rendered.dropped_turns)
         return _Job(rendered.ids, ids_digest(rendered.ids))
 
-    def _reference_job(self, item: ScoredItem, reasons: Counter) -> _Job | None:
-        reference = item.doc.get("reference")
-        if not isinstance(reference, str) or not reference.strip() or not item.history:
+    def _reference_job(self, item: ScoredItem, reasons: Counter, rendered) -> _Job | None:
+        if rendered is None:  # no reference reply, or no history
             return None
-        try:
-            rendered = self.renderer.render(item.history, reference)
-        except Exception:
+        if isinstance(rendered, Exception):
             reasons["reference reply not scored"] += 1
             return None
         return _Job(rendered.ids, ids_digest(rendered.ids))
