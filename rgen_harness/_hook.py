@@ -2,7 +2,7 @@
 
 `rgen_harness.pth` (installed into site-packages) imports this module at every interpreter
 start. It costs well under a millisecond: it only puts a finder at the front of `sys.meta_path`
-and imports nothing heavy. The finder reacts to four lm-eval modules, once each, after their
+and imports nothing heavy. The finder reacts to six lm-eval modules, once each, after their
 own code has run:
 
 - `lm_eval.models`       -> register the lazy model name `lmdeploy` (built-ins are already in
@@ -12,7 +12,10 @@ own code has run:
 - `lm_eval.api.model`    -> every `LM` gains a default `generate_chat_rounds` method, the
                             multi-round request type of the deita tasks (see `rgen_harness.chat`);
 - `lm_eval.models.api_models` -> API models (`local-chat-completions` ...) record whether
-                            `--model_args` gave `max_length` (the deita context budget needs it).
+                            `--model_args` gave `max_length` (the deita context budget needs it);
+- `lm_eval.evaluator`    -> `simple_evaluate` tells the tasks it builds about `--predict_only`;
+- `lm_eval.api.task`     -> a task emitting only `generate_chat_rounds` requests is padded by
+                            that request type on data-parallel ranks.
 
 Set `RGEN_HARNESS_DISABLE_HOOK=1` to switch it off (the .pth line then imports nothing);
 `rgen_harness.plugin.apply()` does the same work by hand. Imports here are kept to modules
@@ -49,11 +52,25 @@ def _after_api_models(module) -> None:
     extend_api_models(module.TemplateAPI)
 
 
+def _after_evaluator(module) -> None:
+    from rgen_harness.plugin import extend_evaluator
+
+    extend_evaluator(module)
+
+
+def _after_api_task(module) -> None:
+    from rgen_harness.plugin import extend_task_base
+
+    extend_task_base(module.Task)
+
+
 _CALLBACKS = {
     "lm_eval.models": _after_models,
     "lm_eval.tasks.manager": _after_manager,
     "lm_eval.api.model": _after_api_model,
     "lm_eval.models.api_models": _after_api_models,
+    "lm_eval.evaluator": _after_evaluator,
+    "lm_eval.api.task": _after_api_task,
 }
 
 

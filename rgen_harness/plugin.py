@@ -1,5 +1,6 @@
-"""What rgen-harness adds to lm-eval: the `lmdeploy` model name, the task folder, and the
-multi-round request type. Called by the start-up hook; with the hook disabled
+"""What rgen-harness adds to lm-eval: the `lmdeploy` model name, the task folder, the
+multi-round request type, and what its run modes need (API models' max_length, predict-only,
+data-parallel padding by request type). Called by the start-up hook; with the hook disabled
 (`RGEN_HARNESS_DISABLE_HOOK=1`), call `rgen_harness.plugin.apply()` before using lm-eval."""
 
 from __future__ import annotations
@@ -70,9 +71,55 @@ def extend_api_models(template_api_cls) -> None:
     template_api_cls.__init__ = __init__
 
 
+def extend_evaluator(evaluator_module) -> None:
+    """`simple_evaluate` tells the tasks built during the call whether it runs predict-only
+    (`rgen_harness.run_mode.predict_only`); lm-eval itself tells them only afterwards."""
+    original = evaluator_module.simple_evaluate
+    if getattr(original, "_rgen_harness", False):
+        return
+    import inspect
+
+    from rgen_harness.run_mode import predict_only_run
+
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def simple_evaluate(*args, **kwargs):
+        flag = signature.bind_partial(*args, **kwargs).arguments.get("predict_only", False)
+        with predict_only_run(bool(flag)):
+            return original(*args, **kwargs)
+
+    simple_evaluate._rgen_harness = True
+    evaluator_module.simple_evaluate = simple_evaluate
+
+
+def extend_task_base(task_cls) -> None:
+    """Data parallel: lm-eval pads each rank's requests up to the longest rank's, keyed by the
+    task's `OUTPUT_TYPE`, not by the request type its instances carry. A task that emits only
+    requests of another type (the deita and judge tasks: `generate_chat_rounds`) takes that
+    type as its `OUTPUT_TYPE` once its requests are built, so its ranks are padded with its own
+    requests, as built-in tasks are, instead of with another task's `generate_until` ones."""
+    original = task_cls.build_all_requests
+    if getattr(original, "_rgen_harness", False):
+        return
+
+    @functools.wraps(original)
+    def build_all_requests(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        emitted = {inst.request_type for inst in (self._instances or [])}
+        if len(emitted) == 1 and self.OUTPUT_TYPE not in ("multiple_choice", *emitted):
+            (self.OUTPUT_TYPE,) = emitted
+        return out
+
+    build_all_requests._rgen_harness = True
+    task_cls.build_all_requests = build_all_requests
+
+
 def apply() -> None:
     """Apply everything now (imports lm-eval)."""
     import lm_eval.api.model
+    import lm_eval.api.task
+    import lm_eval.evaluator
     import lm_eval.models  # noqa: F401  (fills the registry with the built-ins first)
     import lm_eval.models.api_models
     import lm_eval.tasks.manager
@@ -81,3 +128,5 @@ def apply() -> None:
     extend_task_manager(lm_eval.tasks.manager.TaskManager)
     extend_lm_base(lm_eval.api.model.LM)
     extend_api_models(lm_eval.models.api_models.TemplateAPI)
+    extend_evaluator(lm_eval.evaluator)
+    extend_task_base(lm_eval.api.task.Task)

@@ -1,12 +1,15 @@
-"""`rgen-harness score RUN_DIR_OR_SAMPLES --reward-model ...`: reward-score saved replies again.
+"""`rgen-harness score RUN_DIR_OR_SAMPLES [--scorers ...] [--reward-model ...]`: score saved
+replies (again), without generating.
 
 Reads lm-eval logged samples (`samples_<task>_<date>.jsonl` from `--log_samples`, e.g. of a
-`--predict_only` run), scores them with the same scorer the tasks use inline, and writes updated
-samples plus a `results_<date>.json` (per task: each reward metric and its stderr; the run's
-model and config carried over, its model_name marked "(rescored)") into the output folder
+`--predict_only` run) and computes what the task computes inline: for the deita tasks the reply
+figures (lengths, dropped turns, skipped and failed counts, which stay counts) and every scorer
+of the run (`scorers`, default rouge+reward); for a plain generate_until task the reward. It
+writes updated samples plus a `results_<date>.json` (per task: each metric and its stderr; the
+run's model and config carried over, its model_name marked "(rescored)") into the output folder
 (default `<dir>/rescored`), mirroring the input layout. Settings not given on the command line
-are taken from the run's own `reward_*` metadata (in its results JSON), so the same model
-reproduces the inline scores.
+are taken from the run's own metadata (`scorers`, `reward_*`, `rouge_*`, `similarity_*`, in its
+results JSON), so the same models reproduce the inline numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ CARRIED_KEYS = (
     "transformers_version",
     "lm_eval_version",
 )
+SCORER_KEY_PREFIXES = ("reward_", "rouge_", "similarity_")
 SAMPLES_RE = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.jsonl$")
 
 
@@ -50,6 +54,12 @@ def add_parser(sub) -> None:
         help="where rescored samples and results go (default: <run dir>/rescored)",
     )
     p.add_argument("--bootstrap-iters", type=int, default=100000, help="as lm_eval's")
+    p.add_argument(
+        "--scorers",
+        default=None,
+        help="deita samples: scorers to run, e.g. reward,rouge (metadata key scorers; "
+        "default: the run's, else rouge,reward); plain tasks get the reward",
+    )
     for f in fields(RewardConfig):
         p.add_argument(
             f"--reward-{f.name.replace('_', '-')}",
@@ -88,10 +98,13 @@ def run_results(samples_file: Path) -> dict:
 
 
 def run_metadata(samples_file: Path, task: str) -> dict:
-    """The `reward_*` metadata of the run that wrote `samples_file` (from its results JSON)."""
+    """The scorer metadata of the run that wrote `samples_file` (from its results JSON):
+    `scorers` and every `reward_*`, `rouge_*`, `similarity_*` key."""
     config = run_results(samples_file).get("configs", {}).get(task, {})
     metadata = config.get("metadata") or {}
-    return {k: v for k, v in metadata.items() if k.startswith("reward_")}
+    return {
+        k: v for k, v in metadata.items() if k == "scorers" or k.startswith(SCORER_KEY_PREFIXES)
+    }
 
 
 def rescored_base(samples_file: Path) -> dict:
@@ -111,6 +124,8 @@ def run(args) -> int:
     root = args.path if args.path.is_dir() else args.path.parent
     out_root = args.output_dir or root / "rescored"
     given = {k: v for k, v in vars(args).items() if k.startswith("reward_") and v is not None}
+    if args.scorers is not None:
+        given["scorers"] = args.scorers
     by_folder: dict[Path, dict] = {}
     dates: dict[Path, str] = {}
     bases: dict[Path, dict] = {}

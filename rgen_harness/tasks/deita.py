@@ -21,6 +21,7 @@ from rgen_harness.data.deita import load_source
 from rgen_harness.metrics import reply_stats
 from rgen_harness.metrics.model_kind import check_reward_config_model
 from rgen_harness.metrics.scorers import ScoredItem, build_scorers
+from rgen_harness.run_mode import predict_only
 from rgen_harness.tasks.settings import DeitaSettings
 
 reply_stats.register()
@@ -39,7 +40,9 @@ class DeitaTask(ConfigurableTask):
         config["custom_dataset"] = partial(load_source, self.settings.source)
         super().__init__(config=config, **kwargs)  # reads the data (bad rows are reported)
         # Built (and validated) before any generation too; their models load when scoring.
-        self._scorers = build_scorers(self.settings.scorer_metadata(metadata))
+        # None with --predict_only: nothing is scored (`rgen-harness score` scores later).
+        scorer_metadata = self.settings.scorer_metadata(metadata)
+        self._scorers = [] if predict_only() else build_scorers(scorer_metadata)
         for scorer in self._scorers:
             if scorer.name == "reward":
                 check_reward_config_model(scorer.config)
@@ -54,6 +57,25 @@ class DeitaTask(ConfigurableTask):
                 self._metric_fn_kwargs[spec.name] = {}
                 self._aggregation_list[spec.name] = get_aggregation(spec.lm_eval_aggregation)
                 self._higher_is_better[spec.name] = spec.higher_is_better
+
+    def override_metric(self, metric_name: str) -> None:
+        """`--predict_only` asks for lm-eval's "bypass" metric, whose aggregation would turn the
+        counts into means. Here it means: generate and log the replies, score nothing (no model
+        loads; `rgen-harness score` scores the logged samples later, with the same numbers);
+        the reply figures need no model and keep their own aggregations (counts stay sums)."""
+        if metric_name != "bypass":
+            return super().override_metric(metric_name)
+        tables = (
+            self._metric_fn_list,
+            self._metric_fn_kwargs,
+            self._aggregation_list,
+            self._higher_is_better,
+        )
+        for scorer in self._scorers:
+            for spec in scorer.metrics:
+                for table in tables:
+                    table.pop(spec.name, None)
+        self._scorers = []
 
     # -- what a doc looks like to lm-eval -------------------------------------------------
     def doc_to_text(self, doc, doc_to_text=None) -> str:

@@ -52,8 +52,29 @@ def _item(sample: dict, task: str, where: str) -> tuple[ScoredItem, bool]:
     return ScoredItem(task=task, doc=doc, result=result, history=history), False
 
 
-def rescore_file(src: Path, dst: Path, *, task: str, metadata: dict) -> FileSummary:
+def _scorers(metadata: dict, *, chat: bool) -> list:
+    """The run's scorers (metadata `scorers`, default rouge+reward) for deita samples; the
+    reward scorer alone for plain generate_until samples (no reference reply to compare)."""
     from rgen_harness.metrics.reward.scorer import from_metadata
+    from rgen_harness.metrics.scorers import build_scorers
+
+    return build_scorers(metadata) if chat else [from_metadata(metadata)]
+
+
+def _reply_stat_specs(with_criteria: bool) -> tuple[MetricSpec, ...]:
+    from rgen_harness.metrics.reply_stats import METRICS
+
+    return tuple(
+        MetricSpec(name, aggregation, higher)
+        for name, (aggregation, higher) in METRICS.items()
+        if with_criteria or name != "criteria_chars"
+    )
+
+
+def rescore_file(src: Path, dst: Path, *, task: str, metadata: dict) -> FileSummary:
+    """Score every reply of `src` again, as the task does inline: for deita samples the reply
+    figures (lengths, skipped/failed counts) and every scorer of the run; write `dst`."""
+    from rgen_harness.metrics.reply_stats import reply_stats
 
     samples, items, chat = [], [], []
     with open(src, encoding="utf-8") as f:
@@ -68,14 +89,33 @@ def rescore_file(src: Path, dst: Path, *, task: str, metadata: dict) -> FileSumm
             samples.append(sample)
             items.append(item)
             chat.append(is_chat)
-    scorer = from_metadata(metadata)
-    rows = scorer.score(items)
-    summary = FileSummary(task, tuple(scorer.metrics), config=asdict(scorer.config))
+    deita = bool(chat) and all(chat)
+    scorers = _scorers(metadata, chat=deita)
+    rows: list[dict[str, float]] = [{} for _ in items]  # every figure, as logged per sample
+    scored: list[dict[str, float]] = [{} for _ in items]  # the scorers' (ChatResult.scores)
+    specs: tuple[MetricSpec, ...] = ()
+    if deita:
+        with_criteria = any(
+            len(ChatRequest.parse(s["arguments"]["gen_args_0"]["arg_0"]).rounds) > 1
+            for s in samples
+        )
+        specs = _reply_stat_specs(with_criteria)
+        for row, item in zip(rows, items, strict=True):
+            row.update(reply_stats(item.result, with_criteria=with_criteria))
+    for scorer in scorers:
+        specs += tuple(scorer.metrics)
+        for row, scores, values in zip(rows, scored, scorer.score(items), strict=True):
+            row.update(values)
+            scores.update(values)
+    reward = next((sc for sc in scorers if sc.name == "reward"), None)
+    summary = FileSummary(task, specs, config=asdict(reward.config) if reward else {})
     dst.parent.mkdir(parents=True, exist_ok=True)
     with open(dst, "w", encoding="utf-8") as out:
-        for sample, item, is_chat, row in zip(samples, items, chat, rows, strict=True):
+        for sample, item, is_chat, row, scores in zip(
+            samples, items, chat, rows, scored, strict=True
+        ):
             if is_chat:
-                item.result.scores.update(row)
+                item.result.scores.update(scores)
                 sample["filtered_resps"][0] = item.result.to_json()
             for name, value in row.items():
                 # strict JSON: a value that does not apply is null, never NaN
