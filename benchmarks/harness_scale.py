@@ -20,6 +20,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,7 @@ def child(out: str, argv: list[str]) -> int:
 # -- the parent ---------------------------------------------------------------------------------
 def run_one(args, engine: str, data: Path, model: Path, work: Path) -> dict:
     out_dir = work / f"out_{args.label}_{engine}"
+    shutil.rmtree(out_dir, ignore_errors=True)  # samples_mb counts this run's files only
     stage_file, engine_file = work / "stages.json", work / "engine.json"
     for f in (stage_file, engine_file):
         f.unlink(missing_ok=True)
