@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser(
         "score",
-        help="reward-score logged samples again (no generation)",
+        help="score logged samples (again): reply figures and scorers, no generation",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
