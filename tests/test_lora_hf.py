@@ -7,6 +7,7 @@ differ from the base model's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -73,15 +74,25 @@ def test_lm_eval_hf_applies_peft_adapter(tiny_dir, adapter, tmp_path):
     samples = [json.loads(line) for line in samples_path.read_text().splitlines()]
     assert len(samples) == 3
 
+    from rgen_harness.chat.protocol import ChatRequest, ChatResult
+    from rgen_harness.chat.runner import rebuild_prompts
+
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir / "chat")
+
+    def render(messages):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     base = AutoModelForCausalLM.from_pretrained(tiny_dir / "chat").eval()
     base_replies = []
     prompts, logged = [], []
     for s in samples:
-        result = json.loads(s["filtered_resps"][0])
-        assert result["status"] == "ok"
-        prompts.append(result["rounds"][0]["prompt"])
-        logged.append(result["reply"])
+        result = ChatResult.from_json(s["filtered_resps"][0])
+        assert result.status == "ok"
+        request = ChatRequest.parse(s["arguments"]["gen_args_0"]["arg_0"])
+        [prompt] = rebuild_prompts(request, result, render)
+        assert hashlib.sha256(prompt.encode()).hexdigest() == result.rounds[0].prompt_sha256
+        prompts.append(prompt)
+        logged.append(result.reply)
         base_replies.append(greedy(base, tokenizer, prompts[-1]))
     adapted = PeftModel.from_pretrained(base, adapter).eval()
     adapted_replies = [greedy(adapted, tokenizer, p) for p in prompts]

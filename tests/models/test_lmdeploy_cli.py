@@ -72,17 +72,33 @@ def test_every_task_ran_through_the_lmdeploy_model(run):
         assert {s["doc_id"] for s in run["samples"][task]} == set(range(LIMIT))
 
 
-def test_deita_rounds_and_the_failed_conversation(run):
+def test_deita_rounds_and_the_failed_conversation(run, tiny_dir):
+    import hashlib
+
+    from transformers import AutoTokenizer
+
+    from rgen_harness.chat.protocol import ChatRequest, ChatResult
+    from rgen_harness.chat.runner import rebuild_prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir / "chat")
+
+    def render(messages):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     for task, n_rounds in (("deita_qr", 1), ("deita_qcr", 2)):
         by_id = {}
         for sample in run["samples"][task]:
-            by_id[sample["doc"]["id"]] = json.loads(sample["resps"][0][0])
-        failed = by_id.pop("sample-zh-1")
-        assert failed["status"] == "failed" and "internal_error" in failed["reason"]
-        for result in by_id.values():
-            assert result["status"] == "ok" and len(result["rounds"]) == n_rounds
-            assert all(r["prompt"].endswith("<|im_start|>assistant\n") for r in result["rounds"])
-            assert all(0 < r["reply_tokens"] <= 8 for r in result["rounds"])
+            request = ChatRequest.parse(sample["arguments"]["gen_args_0"]["arg_0"])
+            by_id[sample["doc"]["id"]] = (request, ChatResult.from_json(sample["resps"][0][0]))
+        _, failed = by_id.pop("sample-zh-1")
+        assert failed.status == "failed" and "internal_error" in failed.reason
+        for request, result in by_id.values():
+            assert result.status == "ok" and len(result.rounds) == n_rounds
+            prompts = rebuild_prompts(request, result, render)
+            for prompt, record in zip(prompts, result.rounds, strict=True):
+                assert prompt.endswith("<|im_start|>assistant\n")
+                assert hashlib.sha256(prompt.encode()).hexdigest() == record.prompt_sha256
+                assert 0 < record.reply_tokens <= 8
         assert run["results"]["results"][task]["failed,none"] == 1
 
 
