@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from typing import Literal
 
 REQUEST_TYPE = "generate_chat_rounds"
@@ -52,21 +51,20 @@ class ChatRequest(str):
     def parse(cls, text: str) -> ChatRequest:
         if isinstance(text, ChatRequest):
             return text
-        try:
-            payload = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as e:
-            raise ValueError(
-                f"{REQUEST_TYPE} received a context that is not a ChatRequest JSON string "
-                f"({str(text)[:80]!r}...). Only the deita tasks emit this request type."
-            ) from e
-        if not isinstance(payload, dict) or "messages" not in payload or "rounds" not in payload:
-            raise ValueError(
-                f"{REQUEST_TYPE}: context lacks 'messages'/'rounds': {str(text)[:80]!r}"
-            )
+        _load(text)
         return cls(text)
 
-    @cached_property
+    @classmethod
+    def read(cls, text: str) -> RequestData:
+        """The request's fields, its JSON parsed once (and checked, for text that is not yet a
+        ChatRequest)."""
+        return RequestData.of(json.loads(text) if isinstance(text, ChatRequest) else _load(text))
+
+    @property
     def payload(self) -> dict:
+        """The parsed JSON. Parsed on each access, never kept on the request: lm-eval keeps
+        every context until the samples are written, and a parsed history beside each one
+        would double what they hold. Read several fields with `ChatRequest.read`."""
         return json.loads(self)
 
     @property
@@ -88,6 +86,40 @@ class ChatRequest(str):
     @property
     def log_prompts(self) -> bool:
         return self.payload.get("log_prompts", True) is not False
+
+
+def _load(text: str) -> dict:
+    try:
+        payload = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"{REQUEST_TYPE} received a context that is not a ChatRequest JSON string "
+            f"({str(text)[:80]!r}...). Only the deita tasks emit this request type."
+        ) from e
+    if not isinstance(payload, dict) or "messages" not in payload or "rounds" not in payload:
+        raise ValueError(f"{REQUEST_TYPE}: context lacks 'messages'/'rounds': {str(text)[:80]!r}")
+    return payload
+
+
+@dataclass(frozen=True)
+class RequestData:
+    """A ChatRequest's fields, parsed."""
+
+    doc_id: str
+    messages: list[Message]
+    rounds: list[list[Message]]
+    skip_reason: str | None
+    log_prompts: bool
+
+    @classmethod
+    def of(cls, payload: dict) -> RequestData:
+        return cls(
+            doc_id=str(payload.get("id")),
+            messages=payload["messages"],
+            rounds=payload["rounds"],
+            skip_reason=payload.get("skip_reason"),
+            log_prompts=payload.get("log_prompts", True) is not False,
+        )
 
 
 @dataclass

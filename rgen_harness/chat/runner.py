@@ -17,7 +17,14 @@ from typing import Protocol
 
 from rgen_harness.chat.budget import ContextTooLong, FitJob, Fitted, fit_prompts
 from rgen_harness.chat.gen_options import check_generation_options
-from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult, Message, RoundRecord
+from rgen_harness.chat.protocol import (
+    REQUEST_TYPE,
+    ChatRequest,
+    ChatResult,
+    Message,
+    RequestData,
+    RoundRecord,
+)
 from rgen_harness.chat.special_tokens import template_tokens
 
 log = logging.getLogger(__name__)
@@ -55,7 +62,7 @@ class ChatBackend(Protocol):
 
 @dataclass
 class _State:
-    request: ChatRequest
+    request: RequestData  # parsed once here; dropped with the state when the rounds end
     gen_kwargs: dict
     tail: list[Message]
     result: ChatResult
@@ -156,7 +163,7 @@ def run_rounds(
     check_generation_options((gen_kwargs for _, gen_kwargs in requests), backend)
     states = []
     for context, gen_kwargs in requests:
-        request = ChatRequest.parse(context)
+        request = ChatRequest.read(context)
         state = _State(request, dict(gen_kwargs or {}), [], ChatResult(status="ok"))
         if request.skip_reason:
             state.result = ChatResult(status="skipped", reason=request.skip_reason)
@@ -328,6 +335,7 @@ def rebuild_prompts(request: ChatRequest, result: ChatResult, render) -> list[st
     recorded `prompt_sha256` to check it is the prompt the model saw."""
     from rgen_harness.chat.budget import drop_oldest
 
+    request = ChatRequest.read(request)
     prompts, tail = [], []
     for k, record in enumerate(result.rounds):
         tail = tail + request.rounds[k]

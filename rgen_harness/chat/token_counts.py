@@ -34,6 +34,8 @@ from rgen_harness.chat.special_tokens import template_tokens
 
 log = logging.getLogger(__name__)
 
+ENCODE_BATCH_CHARS = 1 << 20  # characters of new pieces per encode_batch call
+
 _PROBE = (
     "{0}user\nHello  world,\t你好，世界！ naïve café 🙂 e\u0301 <b>x</b>{1}\n{0}assistant\n"
     "  spaces   and\n\nnewlines {1}{1}\n{0}user\n数学 ２＋２？{1}\n"
@@ -126,11 +128,31 @@ class PromptEncoder:
                     parts.append(key)
             out.append(parts)
         if todo:
-            texts = list(todo.values())
-            encoded = self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
-            for key, enc in zip(todo, encoded, strict=True):
-                self._pieces[key] = array(self.typecode, enc.ids)
+            self._encode_pieces(todo)
         return out
+
+    def _encode_pieces(self, todo: dict[bytes, str]) -> None:
+        """Encode new pieces in batches of at most ENCODE_BATCH_CHARS characters: the Rust
+        tokenizer's result for a piece (tokens, offsets, masks) takes ~100 bytes per token until
+        its ids are copied out, so one batch of a whole chunk's pieces would hold gigabytes."""
+        backend = self.tokenizer.backend_tokenizer
+        # Ids only (offsets are not computed); the same ids as `encode_batch`.
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        batch: dict[bytes, str] = {}
+        size = 0
+        for key, piece in todo.items():
+            batch[key] = piece
+            size += len(piece)
+            if size >= ENCODE_BATCH_CHARS:
+                self._store(batch, encode)
+                batch, size = {}, 0
+        if batch:
+            self._store(batch, encode)
+
+    def _store(self, batch: dict[bytes, str], encode) -> None:
+        encoded = encode(list(batch.values()), add_special_tokens=False)
+        for key, enc in zip(batch, encoded, strict=True):
+            self._pieces[key] = array(self.typecode, enc.ids)
 
     def _piecewise_ids(self, prompt: str) -> array:
         ids = array(self.typecode)
