@@ -17,7 +17,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
 from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
-from rgen_harness.data.deita import load_source
+from rgen_harness.data.deita import DeitaSource, load_source
 from rgen_harness.metrics import reply_stats
 from rgen_harness.metrics.model_kind import check_reward_config_model
 from rgen_harness.metrics.scorers import ScoredItem, build_scorers
@@ -37,7 +37,7 @@ class DeitaTask(ConfigurableTask):
         # Checked once, before the data is read and before any generation.
         self.settings = DeitaSettings.from_metadata(metadata, task=str(config.get("task")))
         # The data comes from the checked source (lm-eval would pass the raw metadata again).
-        config["custom_dataset"] = partial(load_source, self.settings.source)
+        config["custom_dataset"] = partial(_shared_source, self.settings.source)
         super().__init__(config=config, **kwargs)  # reads the data (bad rows are reported)
         # Built (and validated) before any generation too; their models load when scoring.
         # None with --predict_only: nothing is scored (`rgen-harness score` scores later).
@@ -76,6 +76,15 @@ class DeitaTask(ConfigurableTask):
                 for table in tables:
                     table.pop(spec.name, None)
         self._scorers = []
+
+    def test_docs(self):
+        """The docs as one list of dicts, shared by every deita task reading the same source:
+        lm-eval keeps each instance's doc and, with --log_samples, the doc it iterates again for
+        the sample; from a list both are the same objects (from the Arrow table, each pass
+        would make a new copy of every history)."""
+        if self.config.process_docs is not None:
+            return super().test_docs()
+        return _shared_docs(self.settings.source, self.dataset)
 
     # -- what a doc looks like to lm-eval -------------------------------------------------
     def doc_to_text(self, doc, doc_to_text=None) -> str:
@@ -162,6 +171,50 @@ class DeitaTask(ConfigurableTask):
         # mean runs over the docs it applies to (see MetricSpec.lm_eval_aggregation) and lm-eval
         # logs the per-metric counts.
         return {k: v for k, v in stats.items() if not math.isnan(v)}
+
+
+_SHARED: dict = {}  # the last source read: {key: [DatasetDict, docs list or None]}
+
+
+def _source_key(source: DeitaSource):
+    """The source, and for a local file its identity and version (a changed file is read again)."""
+    if source.path is None:
+        return (source,)
+    try:
+        st = source.path.stat()
+    except OSError:
+        return None
+    return (source, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _shared_source(source: DeitaSource, **lm_eval_kwargs):
+    """`load_source`, read once for the tasks of a run that name the same source (QR and QCR)."""
+    key = _source_key(source)
+    entry = _SHARED.get(key) if key is not None else None
+    if entry is None:
+        entry = [load_source(source, **lm_eval_kwargs), None]
+        _SHARED.clear()
+        if key is not None:
+            _SHARED[key] = entry
+    return entry[0]
+
+
+class DocList(list):
+    """Docs as a list, with the `features` lm-eval reads from a Dataset."""
+
+    def __init__(self, split) -> None:
+        super().__init__(split.to_list())
+        self.features = split.features
+
+
+def _shared_docs(source: DeitaSource, dataset) -> DocList:
+    """The test split as dicts (as iterating the Arrow table gives them), made once per table."""
+    for entry in _SHARED.values():
+        if entry[0] is dataset:
+            if entry[1] is None:
+                entry[1] = DocList(dataset["test"])
+            return entry[1]
+    return DocList(dataset["test"])
 
 
 class DeitaQRTask(DeitaTask):

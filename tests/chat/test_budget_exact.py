@@ -220,3 +220,20 @@ def test_reward_inputs_equal_the_reference(tiny_dir):
             assert got.dropped_turns == want.dropped_turns
             seen.add("drops" if want.dropped_turns else "fits")
     assert seen == {"skipped", "drops", "fits"}
+
+
+def test_compiled_template_renders_as_apply_chat_template(tokenizer):
+    """The lmdeploy model's compiled-template path gives apply_chat_template's text, byte for
+    byte (system turns, special tokens' text inside messages, every history length)."""
+    from rgen_harness.models.lmdeploy_lm import FastChatTemplate
+
+    fast = FastChatTemplate.build(tokenizer)
+    assert fast is not None
+    specials = [t.content for t in tokenizer.added_tokens_decoder.values()]
+    render = _render(tokenizer)
+    for messages in conversations(random.Random(5), specials, 40):
+        for dropped in range(0, droppable_turns(messages) + 1, 2):
+            history = drop_oldest(messages, dropped)
+            assert fast.takes(history)
+            assert fast.render(history) == render(history)
+    assert not fast.takes([{"role": "user", "content": "x", "name": "n"}])
