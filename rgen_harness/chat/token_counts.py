@@ -26,9 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from array import array
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from rgen_harness.chat.special_tokens import template_tokens
 
@@ -69,6 +72,39 @@ def piecewise_reason(tokenizer) -> str | None:
             if block.get("type") == "Metaspace" and block.get("prepend_scheme") == "first":
                 return "Metaspace prepends only to the first piece"
     return None
+
+
+def encode_workers() -> int:
+    """Threads that encode pieces (the CPUs this process may use, at most 8)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _encode_pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL._max_workers != workers:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rgen-tokenize")
+    return _POOL
+
+
+def _batches(todo: dict[bytes, str]) -> Iterator[dict[bytes, str]]:
+    """The pieces in batches of about ENCODE_BATCH_CHARS characters."""
+    batch: dict[bytes, str] = {}
+    size = 0
+    for key, piece in todo.items():
+        batch[key] = piece
+        size += len(piece)
+        if size >= ENCODE_BATCH_CHARS:
+            yield batch
+            batch, size = {}, 0
+    if batch:
+        yield batch
 
 
 class PromptEncoder:
@@ -132,25 +168,33 @@ class PromptEncoder:
         return out
 
     def _encode_pieces(self, todo: dict[bytes, str]) -> None:
-        """Encode new pieces in batches of at most ENCODE_BATCH_CHARS characters: the Rust
-        tokenizer's result for a piece (tokens, offsets, masks) takes ~100 bytes per token until
-        its ids are copied out, so one batch of a whole chunk's pieces would hold gigabytes."""
+        """Encode new pieces in batches of at most ENCODE_BATCH_CHARS characters, several
+        batches at once on `encode_workers()` threads (the Rust tokenizer releases the GIL, and
+        lm-eval turns its own threads off with TOKENIZERS_PARALLELISM=false). Bounded batches,
+        and a bounded number in flight: the Rust result for a piece (tokens, offsets, masks)
+        takes ~100 bytes per token until its ids are copied out, so one batch of a whole
+        chunk's pieces would hold gigabytes."""
         backend = self.tokenizer.backend_tokenizer
         # Ids only (offsets are not computed); the same ids as `encode_batch`.
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-        batch: dict[bytes, str] = {}
-        size = 0
-        for key, piece in todo.items():
-            batch[key] = piece
-            size += len(piece)
-            if size >= ENCODE_BATCH_CHARS:
-                self._store(batch, encode)
-                batch, size = {}, 0
-        if batch:
-            self._store(batch, encode)
+        workers = encode_workers()
+        if workers == 1:
+            for batch in _batches(todo):
+                self._store(batch, encode(list(batch.values()), add_special_tokens=False))
+            return
+        pool = _encode_pool(workers)
+        pending: deque = deque()
+        for batch in _batches(todo):
+            texts = list(batch.values())
+            pending.append((batch, pool.submit(encode, texts, add_special_tokens=False)))
+            if len(pending) >= 2 * workers:
+                done, future = pending.popleft()
+                self._store(done, future.result())
+        while pending:
+            done, future = pending.popleft()
+            self._store(done, future.result())
 
-    def _store(self, batch: dict[bytes, str], encode) -> None:
-        encoded = encode(list(batch.values()), add_special_tokens=False)
+    def _store(self, batch: dict[bytes, str], encoded) -> None:
         for key, enc in zip(batch, encoded, strict=True):
             self._pieces[key] = array(self.typecode, enc.ids)
 
