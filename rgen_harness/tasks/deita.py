@@ -8,7 +8,9 @@ with the flag, the result is the same.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import weakref
 from copy import deepcopy
 from functools import partial
 from typing import ClassVar
@@ -84,7 +86,7 @@ class DeitaTask(ConfigurableTask):
         would make a new copy of every history)."""
         if self.config.process_docs is not None:
             return super().test_docs()
-        return _shared_docs(self.settings.source, self.dataset)
+        return _shared_docs(self.dataset)
 
     # -- what a doc looks like to lm-eval -------------------------------------------------
     def doc_to_text(self, doc, doc_to_text=None) -> str:
@@ -173,7 +175,8 @@ class DeitaTask(ConfigurableTask):
         return {k: v for k, v in stats.items() if not math.isnan(v)}
 
 
-_SHARED: dict = {}  # the last source read: {key: [DatasetDict, docs list or None]}
+# The last source read, held weakly (its tasks hold it): {key: DatasetDict}.
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _source_key(source: DeitaSource):
@@ -190,13 +193,13 @@ def _source_key(source: DeitaSource):
 def _shared_source(source: DeitaSource, **lm_eval_kwargs):
     """`load_source`, read once for the tasks of a run that name the same source (QR and QCR)."""
     key = _source_key(source)
-    entry = _SHARED.get(key) if key is not None else None
-    if entry is None:
-        entry = [load_source(source, **lm_eval_kwargs), None]
+    dataset = _SHARED.get(key) if key is not None else None
+    if dataset is None:
+        dataset = load_source(source, **lm_eval_kwargs)
         _SHARED.clear()
         if key is not None:
-            _SHARED[key] = entry
-    return entry[0]
+            _SHARED[key] = dataset
+    return dataset
 
 
 class DocList(list):
@@ -207,14 +210,14 @@ class DocList(list):
         self.features = split.features
 
 
-def _shared_docs(source: DeitaSource, dataset) -> DocList:
+def _shared_docs(dataset) -> DocList:
     """The test split as dicts (as iterating the Arrow table gives them), made once per table."""
-    for entry in _SHARED.values():
-        if entry[0] is dataset:
-            if entry[1] is None:
-                entry[1] = DocList(dataset["test"])
-            return entry[1]
-    return DocList(dataset["test"])
+    docs = getattr(dataset, "_rgen_docs", None)
+    if docs is None:
+        docs = DocList(dataset["test"])
+        with contextlib.suppress(AttributeError):  # lives as long as the table the tasks hold
+            dataset._rgen_docs = docs
+    return docs
 
 
 class DeitaQRTask(DeitaTask):
