@@ -20,6 +20,7 @@ from rgen_harness.judge_report.collect import JudgeCollection, collect
 from rgen_harness.judge_report.measures import AGREEMENT, CONSISTENCY, GOLD_MEASURES
 from rgen_harness.judge_report.measures import __doc__ as METHODS
 from rgen_harness.judge_report.summary import COUNTS, Settings, headline, summarise
+from rgen_harness.study.report import _jsonable
 
 NA = "n/a"
 
@@ -69,16 +70,6 @@ def build_judge_report(
 
 
 # -- formatting ---------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _csv_value(v: Any) -> Any:
