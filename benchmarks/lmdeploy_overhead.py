@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     from lm_eval.api.instance import Instance
 
     from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest
-    from rgen_harness.models.lmdeploy_lm import EngineChatBackend, LMDeployLM
+    from rgen_harness.models.engine_chat import EngineChatBackend
+    from rgen_harness.models.lmdeploy_lm import LMDeployLM
     from rgen_harness.prompts.qcr import load_qcr_prompts
 
     model = args.model

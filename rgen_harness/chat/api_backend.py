@@ -31,8 +31,8 @@ import logging
 import sys
 from typing import Any
 
+from rgen_harness.chat.generation import DEFAULT_MAX_GEN_TOKS, Generation
 from rgen_harness.chat.protocol import Message
-from rgen_harness.chat.runner import DEFAULT_MAX_GEN_TOKS, Generation
 from rgen_harness.chat.special_tokens import template_tokens
 
 log = logging.getLogger(__name__)

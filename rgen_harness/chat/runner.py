@@ -17,6 +17,7 @@ from typing import Protocol
 
 from rgen_harness.chat.budget import ContextTooLong, FitJob, Fitted, fit_prompts
 from rgen_harness.chat.gen_options import check_generation_options
+from rgen_harness.chat.generation import DEFAULT_MAX_GEN_TOKS, Generation
 from rgen_harness.chat.protocol import (
     REQUEST_TYPE,
     ChatRequest,
@@ -29,23 +30,9 @@ from rgen_harness.chat.special_tokens import template_tokens
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_GEN_TOKS = 256
-
 
 class ChatTemplateUnavailable(RuntimeError):
     """The model cannot render chat messages at all: fail the run, not each row."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One generated reply. `error` set means the request failed (the text is not a reply)."""
-
-    text: str
-    finish_reason: str | None = None
-    tokens: int | None = None
-    error: str | None = None
-    cached_tokens: int | None = None  # prompt tokens the engine's prefix cache served
-    prompt_tokens: int | None = None  # as the server counted them (its `usage`), when known
 
 
 class ChatBackend(Protocol):

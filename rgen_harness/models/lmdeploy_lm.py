@@ -49,51 +49,36 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from lm_eval.api.model import TemplateLM
 from tqdm import tqdm
 
+from rgen_harness.chat.fast_template import FastChatTemplate
 from rgen_harness.chat.protocol import REQUEST_TYPE
-from rgen_harness.chat.runner import Generation, LMChatBackend, RoundCache, run_rounds
+from rgen_harness.chat.runner import RoundCache, run_rounds
 from rgen_harness.chat.special_tokens import encode_prompt, template_tokens
 from rgen_harness.models.engine import EngineSpec, create_engine, engine_factory, free_memory
+from rgen_harness.models.engine_chat import EngineChatBackend
 from rgen_harness.models.lmdeploy_config import (
     LMDeployArgs,
     generation_config,
     require_lmdeploy,
     split_gen_kwargs,
 )
+from rgen_harness.models.loglikelihood import score_continuation
+from rgen_harness.models.responses import (
+    FAILED,
+    MAX_LISTED_FAILURES,
+    GenerationFailed,
+    LogprobsUnavailable,
+    cut_at_stops,
+    describe_failure,
+)
 from rgen_harness.models.throughput import ThroughputLog
 
 log = logging.getLogger(__name__)
-
-FAILED = ("error", "abort")
-MAX_LISTED_FAILURES = 5
-
-
-class GenerationFailed(RuntimeError):
-    """lmdeploy answered some requests with finish_reason='error' (or 'abort')."""
-
-
-class LogprobsUnavailable(RuntimeError):
-    """Log-likelihood requests on an engine that cannot score prompts (TurboMind)."""
-
-
-def cut_at_stops(text: str, until: Sequence[str]) -> str:
-    """The text before the first occurrence of any stop string (lm-eval's rule)."""
-    for stop in until:
-        if stop:
-            text = text.split(stop, 1)[0]
-    return text
-
-
-def describe_failure(resp) -> str:
-    code = getattr(resp, "error_code", None) or resp.finish_reason
-    message = getattr(resp, "error_message", None) or "(no message from the engine)"
-    return f"[{code}] {message}"
 
 
 class LMDeployLM(TemplateLM):
@@ -126,6 +111,9 @@ class LMDeployLM(TemplateLM):
         self.throughput = ThroughputLog()
         self._gen_cache: dict[str, tuple[list[str], Any]] = {}
         self.backends_used: dict[str, str] = {}  # request type -> engine that served it
+        # Effective settings per backend, read when each engine is built: the reward scorer
+        # may close every engine (release_all) before lm-eval asks for the model info.
+        self.engine_settings: dict[str, dict[str, Any]] = {}
         self.engine  # noqa: B018  (build now: configuration errors surface before any task loads)
 
     # -- engine lifecycle ---------------------------------------------------------------------
@@ -134,8 +122,16 @@ class LMDeployLM(TemplateLM):
         if self._engine is None or getattr(self._engine, "closed", False):
             if self._engine is not None:
                 log.info("the lmdeploy engine was released; building it again")
-            self._engine = create_engine(self._spec, self._factory)
+            self._engine = self._build(self._spec)
         return self._engine
+
+    def _build(self, spec: EngineSpec):
+        engine = create_engine(spec, self._factory)
+        settings = dict(engine.settings())
+        settings["engine"] = type(engine).__name__
+        self.engine_settings[engine.backend] = settings
+        self._last_backend = engine.backend
+        return engine
 
     def _logprob_engine(self, request_type: str):
         """An engine that returns prompt log-probabilities: the PyTorch one. With backend=auto
@@ -155,7 +151,7 @@ class LMDeployLM(TemplateLM):
             request_type,
         )
         self.release()
-        self._engine = create_engine(replace(self._spec, backend="pytorch"), self._factory)
+        self._engine = self._build(replace(self._spec, backend="pytorch"))
         return self._engine
 
     def release(self) -> None:
@@ -252,20 +248,22 @@ class LMDeployLM(TemplateLM):
         return cached[1]
 
     def get_model_info(self) -> dict:
+        """The settings of the engines as they were built (never read from a live engine: it
+        may have been released by the time lm-eval asks)."""
         import lmdeploy
 
-        engine = self._engine
-        settings = engine.settings() if engine is not None else {}
+        settings = self.engine_settings.get(getattr(self, "_last_backend", ""), {})
         return {
             "lmdeploy_version": lmdeploy.__version__,
             "lmdeploy_backend": settings.get("backend", self.args.backend),
             "lmdeploy_backends_used": dict(self.backends_used),
-            "lmdeploy_engine": type(engine).__name__ if engine is not None else None,
+            "lmdeploy_engine": settings.get("engine"),
             "lmdeploy_session_len": settings.get("session_len", self.args.session_len),
             "lmdeploy_tp": settings.get("tp"),
             "lmdeploy_dp": settings.get("dp"),
             "lmdeploy_max_batch_size": settings.get("max_batch_size"),
             "lmdeploy_enable_prefix_caching": settings.get("enable_prefix_caching"),
+            "lmdeploy_engine_settings": {k: dict(v) for k, v in self.engine_settings.items()},
             "lora_adapter": self.args.adapter_name,
             "lora_adapter_path": self.args.adapters.get(self.args.adapter_name or "", None),
             "throughput": self.throughput.summary(),
@@ -497,186 +495,3 @@ class LMDeployLM(TemplateLM):
         for req, total in zip(requests, totals, strict=True):
             self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
         return totals
-
-
-def score_continuation(rows, targets: list[int]) -> tuple[float, bool]:
-    """Sum of the targets' log-probabilities and whether each was the top-1 token.
-
-    A row is lmdeploy's {target id: logprob, top-k ids: logprobs}."""
-    if rows is None or len(rows) != len(targets):
-        raise RuntimeError(
-            f"engine returned {0 if rows is None else len(rows)} logprob rows for "
-            f"{len(targets)} continuation tokens"
-        )
-    total, greedy = 0.0, True
-    for row, target in zip(rows, targets, strict=True):
-        if target not in row:
-            raise RuntimeError(f"logprob row lacks the target token {target}: {row}")
-        value = row[target]
-        total += value
-        if greedy and max(row.values()) > value:
-            greedy = False
-    return total, greedy
-
-
-class EngineChatBackend(LMChatBackend):
-    """The chat-rounds backend on the engine: rendering with the model's chat template, token
-    counting with its tokenizer, generation as engine calls that run while the next prompts are
-    budgeted (`concurrent_generate`; see `rgen_harness.chat.runner._run_round`).
-
-    Counting and encoding go through one `PromptEncoder`: each piece of text between special
-    tokens is tokenised once, in batches, and reused by every budget attempt, by QR and both QCR
-    rounds; the ids sent are assembled from those pieces (never tokenised again), exactly the
-    ids `encode_prompt` gives."""
-
-    concurrent_generate = True
-
-    def __init__(self, lm: LMDeployLM, *, use_tqdm: bool = True) -> None:
-        from rgen_harness.chat.token_counts import PromptEncoder
-
-        super().__init__(lm)
-        self.max_length = lm.max_length
-        self.use_tqdm = use_tqdm
-        self.encoder = PromptEncoder(lm.tokenizer)
-        self._staged: dict[str, list] = {}  # prompt -> [its ids, times staged], until sent
-
-    def count_tokens(self, text: str) -> int:
-        return self.encoder.count_many([text])[0]
-
-    def count_many(self, prompts: list[str]) -> list[int]:
-        return self.encoder.count_many(prompts)
-
-    def stage(self, prompts: list[str]) -> None:
-        """Assemble the ids of prompts about to be generated (on the budgeting thread)."""
-        for prompt, ids in zip(prompts, self.encoder.encode_many(prompts), strict=True):
-            staged = self._staged.setdefault(prompt, [ids, 0])
-            staged[1] += 1  # the same prompt twice (duplicate rows) is sent twice
-
-    def _unstage(self, prompt: str):
-        staged = self._staged.get(prompt)
-        if staged is None:  # not staged: a caller outside run_rounds
-            return self.lm.encode_prompt(prompt)
-        staged[1] -= 1
-        if not staged[1]:
-            del self._staged[prompt]
-        return staged[0]
-
-    def round_done(self) -> None:
-        """Every prompt of the round is staged: keep only the pieces later rounds extend."""
-        self.encoder.keep_only_used()
-
-    def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
-        lm: LMDeployLM = self.lm
-        plans = [lm.plan(kwargs) for kwargs in gen_kwargs]
-        ids = IdLists([self._unstage(p) for p in prompts])
-        responses = lm._engine_generate(ids, [p[1] for p in plans], use_tqdm=self.use_tqdm)
-        lm.backends_used[REQUEST_TYPE] = lm.engine.backend
-        lm.throughput.record(
-            REQUEST_TYPE,
-            samples=0,
-            responses=responses,
-            engine_calls=1,
-            wall_s=0.0,  # the conversation-level wall time is added by generate_chat_rounds
-        )
-        out = []
-        for resp, (until, _, _) in zip(responses, plans, strict=True):
-            if resp.finish_reason in FAILED:
-                error = describe_failure(resp)
-                out.append(Generation(text="", finish_reason=resp.finish_reason, error=error))
-                continue
-            text = cut_at_stops(resp.text, until)
-            out.append(
-                Generation(
-                    text=text,
-                    finish_reason=resp.finish_reason,
-                    tokens=lm.reply_tokens(resp, text),
-                    cached_tokens=getattr(resp, "cached_tokens", None),
-                )
-            )
-        return out
-
-
-class FastChatTemplate:
-    """`tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)` for
-    plain messages (dicts of `role` and `content` strings), without transformers' per-call
-    work (copying and checking the messages, collecting the special tokens): the same compiled
-    template rendered with the same variables. Used only where a probe conversation renders
-    the same both ways; any other input goes through `apply_chat_template`."""
-
-    KEYS = frozenset(("role", "content"))
-    PROBE = (
-        [{"role": "system", "content": "Be brief.\n"}],
-        [
-            {"role": "user", "content": "Hello  world,\t你好 🙂"},
-            {"role": "assistant", "content": " Hi.\n\n"},
-            {"role": "user", "content": "数学 2+2?"},
-        ],
-    )
-
-    def __init__(self, compiled, variables: dict) -> None:
-        self.compiled = compiled
-        self.variables = variables
-
-    @classmethod
-    def build(cls, tokenizer) -> FastChatTemplate | None:
-        try:
-            from transformers.utils.chat_template_utils import (
-                _compile_jinja_template,
-                _plain_template_data,
-            )
-
-            compiled = _compile_jinja_template(tokenizer.get_chat_template())
-            variables = _plain_template_data(dict(tokenizer.special_tokens_map))
-        except Exception as e:  # noqa: BLE001  (no template, another transformers: the slow path)
-            log.debug("chat template rendered by apply_chat_template: %s", e)
-            return None
-        fast = cls(compiled, variables)
-        system, turns = cls.PROBE
-        for probe in (system + turns, turns, turns[:1]):
-            try:
-                want = tokenizer.apply_chat_template(
-                    probe, tokenize=False, add_generation_prompt=True
-                )
-            except Exception:  # noqa: BLE001  (a template that refuses this probe)
-                continue
-            try:
-                got = fast.render(probe)
-            except Exception:  # noqa: BLE001
-                got = None
-            if got != want:
-                log.info("chat template rendered by apply_chat_template (probe differs)")
-                return None
-        return fast
-
-    def takes(self, messages) -> bool:
-        return all(
-            type(m) is dict and m.keys() <= self.KEYS and all(type(v) is str for v in m.values())
-            for m in messages
-        )
-
-    def render(self, messages: list[dict[str, str]]) -> str:
-        return self.compiled.render(
-            messages=[dict(m) for m in messages],
-            tools=None,
-            documents=None,
-            add_generation_prompt=True,
-            **self.variables,
-        )
-
-
-class IdLists(Sequence):
-    """Prompts' token ids as the engine protocol takes them (lists of int), made from compact
-    arrays one at a time as the engine reads them: a list holds a Python int object per token
-    (~36 bytes), an array 2-4 bytes, and a call carries thousands of prompts of thousands of
-    tokens."""
-
-    def __init__(self, arrays: list) -> None:
-        self.arrays = arrays
-
-    def __len__(self) -> int:
-        return len(self.arrays)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [list(a) for a in self.arrays[i]]
-        return list(self.arrays[i])

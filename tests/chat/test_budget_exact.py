@@ -225,7 +225,7 @@ def test_reward_inputs_equal_the_reference(tiny_dir):
 def test_compiled_template_renders_as_apply_chat_template(tokenizer):
     """The lmdeploy model's compiled-template path gives apply_chat_template's text, byte for
     byte (system turns, special tokens' text inside messages, every history length)."""
-    from rgen_harness.models.lmdeploy_lm import FastChatTemplate
+    from rgen_harness.chat.fast_template import FastChatTemplate
 
     fast = FastChatTemplate.build(tokenizer)
     assert fast is not None

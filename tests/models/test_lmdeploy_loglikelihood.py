@@ -6,7 +6,8 @@ import pytest
 from cpu_engine_util import CPU_ENGINE, fail_requests
 from lm_eval.api.instance import Instance
 
-from rgen_harness.models.lmdeploy_lm import LMDeployLM, LogprobsUnavailable, score_continuation
+from rgen_harness.models.lmdeploy_lm import LMDeployLM, LogprobsUnavailable
+from rgen_harness.models.loglikelihood import score_continuation
 
 pytest.importorskip("lmdeploy")
 
