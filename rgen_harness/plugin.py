@@ -92,6 +92,32 @@ def extend_evaluator(evaluator_module) -> None:
     simple_evaluate._rgen_harness = True
     evaluator_module.simple_evaluate = simple_evaluate
 
+    original_evaluate = evaluator_module.evaluate
+    if getattr(original_evaluate, "_rgen_harness", False):
+        return
+
+    @functools.wraps(original_evaluate)
+    def evaluate(lm, task_dict, *args, **kwargs):
+        """A model that can check the run's request types up front (`check_request_types`)
+        refuses what it cannot serve before the first request."""
+        check = getattr(lm, "check_request_types", None)
+        if callable(check):
+            check({getattr(t, "OUTPUT_TYPE", None) for t in _tasks_of(task_dict)} - {None})
+        return original_evaluate(lm, task_dict, *args, **kwargs)
+
+    evaluate._rgen_harness = True
+    evaluator_module.evaluate = evaluate
+
+
+def _tasks_of(task_dict) -> list:
+    """The Task objects of lm-eval's task dict (`{"tasks": ...}` or the nested legacy form)."""
+    if isinstance(task_dict, dict) and "tasks" in task_dict:
+        return list(task_dict["tasks"].values())
+    out = []
+    for value in (task_dict or {}).values():
+        out.extend(_tasks_of(value) if isinstance(value, dict) else [value])
+    return out
+
 
 def extend_task_base(task_cls) -> None:
     """Data parallel: lm-eval pads each rank's requests up to the longest rank's, keyed by the

@@ -19,6 +19,24 @@ Select it with `RGEN_HARNESS_LMDEPLOY_ENGINE=rgen_harness.models.cpu_engine:buil
   executed (their settings are validated by lmdeploy's config classes and the PyTorch engine's
   own `ConfigBuilder`, whose effective values are reported).
 
+Where results or crashes depend on it, the CPU engine is as strict as the real engines (each
+behaviour names the lmdeploy 0.18 function it follows):
+- a finite KV block pool (`RGEN_HARNESS_CPU_ENGINE_KV_BLOCKS`, default 1024 blocks of the
+  engine's block size, 64 tokens) holding the prefix cache, evicted oldest first, so
+  `cached_tokens` is earned; inputs longer than min(session_len, pool - one block) are
+  rejected with INPUT_LENGTH_ERROR (`pytorch.engine.Engine._get_max_session_len`,
+  `EngineInstance.async_stream_infer`);
+- prompt log-probabilities as `logprobs_mode` says (raw logits when it is None:
+  `BaseModelAgent._get_outputs_with_logprobs`), through a bf16 (fp16 with dtype=float16) LM
+  head unless `hf_overrides={'fp32_lm_head': True}` (`ModelConfig.from_pretrained`);
+- `sleep()` keeps the prefix trie while the KV cache is rebuilt empty, as 0.18's PyTorch engine
+  does (lmdeploy issue 4917): a later hit on a pre-sleep block reads KV that is not the
+  prompt's (modelled by attending to pad ids in its place);
+- TurboMind's parallel layout derived by `turbomind.update_parallel_config` for
+  `RGEN_HARNESS_CPU_ENGINE_GPUS` GPUs (default 1);
+- `RGEN_HARNESS_CPU_ENGINE_STOP_AFTER=N`: after N requests every request answers
+  ENGINE_STOP_ERROR, as after an engine-wide failure (OOM, NCCL).
+
 `RGEN_HARNESS_CPU_ENGINE_FAIL=<regex>` makes every request whose decoded prompt matches it fail
 inside the engine (an engine error status), to test that failures are reported.
 """
@@ -31,11 +49,16 @@ import copy
 import os
 import re
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from rgen_harness.models.engine import EngineSpec, LMDeployEngine, open_pipeline
 
 FAIL_ENV = "RGEN_HARNESS_CPU_ENGINE_FAIL"
+KV_BLOCKS_ENV = "RGEN_HARNESS_CPU_ENGINE_KV_BLOCKS"
+GPUS_ENV = "RGEN_HARNESS_CPU_ENGINE_GPUS"
+STOP_AFTER_ENV = "RGEN_HARNESS_CPU_ENGINE_STOP_AFTER"
+DEFAULT_KV_BLOCKS = 1024
 UNLISTED_GPU_MAX_BATCH = 128  # lmdeploy.utils.get_max_batch_size for a GPU not in its table
 REWARD_ARCHS = ("InternLM2ForRewardModel", "Qwen2ForRewardModel")
 _PATCH_LOCK = threading.Lock()
@@ -88,7 +111,51 @@ def effective_config(backend: str, config):
         from lmdeploy.pytorch.engine.config_builder import ConfigBuilder
 
         config = ConfigBuilder.update_engine_config(config)
+    else:
+        _turbomind_layout(config)
     return config
+
+
+def _turbomind_layout(config) -> None:
+    """The layout step of `lmdeploy.turbomind.turbomind.update_parallel_config` (that module
+    loads TurboMind's CUDA extension, so its few lines are followed here) on
+    `RGEN_HARNESS_CPU_ENGINE_GPUS` simulated GPUs, with lmdeploy's own
+    `turbomind.parallel_config.derive_parallel_config`: with fewer GPUs than tp x dp it picks
+    another layout or refuses, as on a real node. Layouts given explicitly are kept."""
+    from lmdeploy.turbomind.parallel_config import derive_parallel_config
+
+    nnodes = getattr(config, "nnodes", 1) or 1
+    if config.devices:
+        config.device_num = len(config.devices) * nnodes
+    if any(getattr(config, name, None) for name in ("attn_dp_size", "attn_tp_size", "mlp_tp_size")):
+        return
+    available = int(os.environ.get(GPUS_ENV, "1")) * nnodes
+    parallel = derive_parallel_config(
+        config.dp, config.tp, config.ep, config.cp, config.device_num, available
+    )
+    for name in (
+        "device_num",
+        "outer_dp_size",
+        "attn_dp_size",
+        "attn_tp_size",
+        "attn_cp_size",
+        "mlp_dp_size",
+        "mlp_tp_size",
+    ):
+        setattr(config, name, getattr(parallel, name))
+    config.devices = config.devices or list(range(config.device_num // nnodes))
+
+
+def logits_dtype(config):
+    """The precision of the LM head's logits on a GPU: fp32 with `fp32_lm_head`, else the
+    engine's half precision (lmdeploy's dtypes are auto / float16 / bfloat16; auto runs bf16
+    for these models)."""
+    import torch
+
+    overrides = getattr(config, "hf_overrides", None) or {}
+    if overrides.get("fp32_lm_head"):
+        return torch.float32
+    return torch.float16 if getattr(config, "dtype", "auto") == "float16" else torch.bfloat16
 
 
 class CPUEngine:
@@ -124,10 +191,20 @@ class CPUEngine:
             or getattr(self.engine_config, "cache_block_seq_len", None)
             or 64
         )
-        self.cached_blocks: set[tuple[str | None, tuple[int, ...]]] = set()
+        self.num_blocks = int(os.environ.get(KV_BLOCKS_ENV, DEFAULT_KV_BLOCKS))
+        # pytorch.engine.Engine._get_max_session_len: the pool minus one block bounds a session
+        pool_tokens = self.num_blocks * self.block_size - self.block_size
+        self.max_input_len = min(int(self.engine_config.session_len), pool_tokens)
+        self.max_session_len = self.max_input_len  # the PyTorch Engine's attribute name
+        self.prefix_caching = bool(getattr(self.engine_config, "enable_prefix_caching", False))
+        # block key -> stale (True once a sleep rebuilt the KV cache under it), oldest first
+        self.cached_blocks: OrderedDict[Any, bool] = OrderedDict()
+        self.stats = {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0, "evicted_blocks": 0}
         self.sleeping_level = 0
         pattern = os.environ.get(FAIL_ENV) or None
         self.fail = re.compile(pattern) if pattern else None
+        stop_after = os.environ.get(STOP_AFTER_ENV)
+        self.stop_after = int(stop_after) if stop_after else None
         self.tokenizer = None  # loaded on first use of the failure pattern
         self.model_path = model_path
         self.trust_remote_code = trust_remote_code
@@ -137,8 +214,11 @@ class CPUEngine:
         return CPUEngineInstance(self)
 
     async def sleep(self, level: int = 1) -> None:
+        """0.18's PyTorch engine rebuilds the KV cache but keeps the scheduler's block trie:
+        every cached block stays findable, its contents gone."""
         self.sleeping_level = level
-        self.cached_blocks.clear()
+        for key in self.cached_blocks:
+            self.cached_blocks[key] = True
         if level >= 2:  # the weights are discarded; lmdeploy expects them to be loaded again
             self.model = None
 
@@ -175,25 +255,47 @@ class CPUEngine:
             self.model.set_adapter(adapter_name)
         return contextlib.nullcontext()
 
-    def prefix_cached(self, adapter_name: str | None, ids: list[int]) -> int:
-        """Tokens of `ids` found as full blocks in the prefix cache; then caches them."""
-        if not getattr(self.engine_config, "enable_prefix_caching", False):
-            return 0
-        hit, n = 0, self.block_size
+    def _block_keys(self, adapter_name: str | None, ids: list[int]) -> list[Any]:
+        """One key per full block of `ids`, each standing for the whole prefix up to it."""
+        keys, key, n = [], adapter_name, self.block_size
         for end in range(n, len(ids) + 1, n):
-            key = (adapter_name, tuple(ids[:end]))
-            if key in self.cached_blocks and hit == end - n:
-                hit = end
-            self.cached_blocks.add(key)
-        return hit
+            key = hash((key, tuple(ids[end - n : end])))
+            keys.append(key)
+        return keys
 
-    def generate(self, input_ids: list[int], gen_config, adapter_name: str | None) -> list[int]:
-        """New token ids, ending with the stop token when one was produced (as lmdeploy's)."""
+    def prefix_cached(self, adapter_name: str | None, ids: list[int]) -> tuple[int, int]:
+        """(tokens of `ids` found as leading full blocks in the prefix cache, of which stale);
+        then the blocks of `ids` are cached, the oldest blocks evicted past the pool's size."""
+        if not self.prefix_caching:
+            return 0, 0
+        hit = stale = 0
+        keys = self._block_keys(adapter_name, ids)
+        for key in keys:
+            if key not in self.cached_blocks:
+                break
+            hit += self.block_size
+            stale += self.block_size if self.cached_blocks[key] else 0
+        for key in keys:
+            self.cached_blocks.pop(key, None)
+            self.cached_blocks[key] = False  # most recently used last, KV valid again
+        while len(self.cached_blocks) > self.num_blocks:
+            self.cached_blocks.popitem(last=False)
+            self.stats["evicted_blocks"] += 1
+        return hit, stale
+
+    def generate(
+        self, input_ids: list[int], gen_config, adapter_name: str | None, stale: int = 0
+    ) -> list[int]:
+        """New token ids, ending with the stop token when one was produced (as lmdeploy's).
+        The first `stale` tokens come from KV blocks a sleep emptied: the model attends to pad
+        ids in their place."""
         import torch
 
+        if stale:
+            input_ids = [0] * stale + list(input_ids[stale:])
         stop_ids = [] if gen_config.ignore_eos else list(gen_config.stop_token_ids or [])
-        session_len = self.engine_config.session_len
-        max_new = min(gen_config.max_new_tokens, session_len - len(input_ids))
+        # pytorch.engine.Engine._add_message: max_new_tokens cut to the session's room
+        max_new = min(gen_config.max_new_tokens, self.max_input_len - len(input_ids))
         kwargs: dict[str, Any] = {}
         if gen_config.do_sample and gen_config.top_k != 1:
             generator_seed = gen_config.random_seed
@@ -223,12 +325,17 @@ class CPUEngine:
         return output[0, len(input_ids) :].tolist()
 
     def input_logprobs(self, input_ids: list[int], start: int, top_k: int, adapter_name):
-        """Rows for input_ids[start + 1:]: {target id: logprob, top-k ids: logprobs} (raw)."""
+        """Rows for input_ids[start + 1:]: {target id: value, top-k ids: values}, the values
+        as `logprobs_mode` says (BaseModelAgent._get_outputs_with_logprobs: log_softmax only
+        for 'raw_logprobs', raw logits otherwise), from logits at the LM head's precision."""
         import torch
 
         with self._adapter(adapter_name), torch.no_grad():
-            logits = self.model(torch.tensor([input_ids])).logits[0].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
+            logits = self.model(torch.tensor([input_ids])).logits[0]
+        logits = logits.to(logits_dtype(self.engine_config))
+        if getattr(self.engine_config, "logprobs_mode", None) == "raw_logprobs":
+            logits = torch.log_softmax(logits, dim=-1)
+        logprobs = logits.float()
         rows = []
         for pos in range(start + 1, len(input_ids)):
             row = logprobs[pos - 1]
@@ -283,16 +390,21 @@ class CPUEngineInstance:
         gen_config = gen_config or GenerationConfig()
         input_ids = list(input_ids)
         await asyncio.sleep(0)  # let the other submitted requests be admitted, as on a GPU
-        if engine.model is None or engine.sleeping_level:
+        engine.stats["requests"] += 1
+        stopped = engine.stop_after is not None and engine.stats["requests"] > engine.stop_after
+        if engine.model is None or engine.sleeping_level or stopped:
             yield EngineOutput(ResponseType.ENGINE_STOP_ERROR, [])
             return
-        if len(input_ids) >= engine.engine_config.session_len:
+        if len(input_ids) > engine.max_input_len:  # EngineInstance.async_stream_infer
             yield EngineOutput(ResponseType.INPUT_LENGTH_ERROR, [])
             return
         if engine._injected_failure(input_ids):
             yield EngineOutput(ResponseType.INTERNAL_ENGINE_ERROR, [])
             return
-        metrics = RequestMetrics(cached_tokens=engine.prefix_cached(adapter_name, input_ids))
+        hit, stale = engine.prefix_cached(adapter_name, input_ids)
+        engine.stats["prompt_tokens"] += len(input_ids)
+        engine.stats["cached_tokens"] += hit
+        metrics = RequestMetrics(cached_tokens=hit)
         if gen_config.logprob_start_len >= 0:  # scoring-only request
             if engine.backend != "pytorch":
                 yield EngineOutput(ResponseType.NOT_SUPPORTED, [])
@@ -306,7 +418,7 @@ class CPUEngineInstance:
             logits = engine.all_logits(input_ids, adapter_name)
             yield EngineOutput(ResponseType.FINISH, [], logits=logits, req_metrics=metrics)
             return
-        new_ids = engine.generate(input_ids, gen_config, adapter_name)
+        new_ids = engine.generate(input_ids, gen_config, adapter_name, stale)
         engine.prefix_cached(adapter_name, input_ids + new_ids)
         # One output per decoding step, the last one FINISH, as the engines send them (whatever
         # `stream_output` says): lmdeploy's incremental detokeniser depends on the chunking.

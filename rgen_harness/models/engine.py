@@ -175,6 +175,25 @@ def resolve_backend(spec: EngineSpec) -> Literal["turbomind", "pytorch"]:
     return autoget_backend(spec.model_path, trust_remote_code=spec.args.trust_remote_code)
 
 
+def check_turbomind_supports(spec: EngineSpec) -> None:
+    """Refuse backend=turbomind for an architecture TurboMind does not run. lmdeploy itself
+    would convert the config to a PyTorch one copying only shared fields
+    (`archs.autoget_backend_config`): `logprobs_mode` is lost, so prompt log-probabilities
+    come back as raw logits, and TurboMind-only settings are dropped."""
+    from lmdeploy.turbomind.supported_models import is_supported
+
+    from rgen_harness.models.lmdeploy_config import ModelArgsError
+
+    if not is_supported(spec.model_path, trust_remote_code=spec.args.trust_remote_code):
+        from lmdeploy.archs import get_model_arch
+
+        arch, _ = get_model_arch(spec.model_path, trust_remote_code=spec.args.trust_remote_code)
+        raise ModelArgsError(
+            f"backend=turbomind: lmdeploy's TurboMind engine does not support {arch} "
+            f"({spec.model_path}). Use backend=pytorch, or backend=auto (PyTorch for this model)."
+        )
+
+
 def build_lmdeploy_engine(spec: EngineSpec) -> LMDeployEngine:
     from rgen_harness.models.lmdeploy_config import ModelArgsError, require_lmdeploy
 
@@ -207,6 +226,8 @@ def open_pipeline(spec: EngineSpec) -> LMDeployEngine:
     import lmdeploy
 
     backend = resolve_backend(spec)
+    if backend == "turbomind":
+        check_turbomind_supports(spec)
     config = spec.args.engine_config(backend)
     pipe = lmdeploy.pipeline(
         spec.model_path,
@@ -231,7 +252,13 @@ class LMDeployEngine:
     def __init__(self, pipe, backend: Literal["turbomind", "pytorch"]) -> None:
         self.pipe = pipe
         self.backend = backend
-        self.session_len = int(pipe.async_engine.session_len)
+        engine = pipe.async_engine.engine
+        # The longest input the engine accepts: the PyTorch engine caps it at the KV pool minus
+        # one block (`Engine._get_max_session_len`) and rejects longer inputs.
+        limits = [int(pipe.async_engine.session_len)]
+        if getattr(engine, "max_session_len", None):
+            limits.append(int(engine.max_session_len))
+        self.session_len = min(limits)
         self.closed = False
         if not hasattr(pipe, "_infer"):
             raise RuntimeError(
@@ -240,10 +267,26 @@ class LMDeployEngine:
             )
 
     def settings(self) -> dict[str, Any]:
-        config = self.pipe.async_engine.backend_config
-        names = ("tp", "dp", "session_len", "max_batch_size", "cache_max_entry_count")
+        """The engine's own config (after lmdeploy's adjustments: TurboMind's parallel layout,
+        the PyTorch engine's ConfigBuilder), read from the engine lmdeploy built."""
+        config = getattr(self.pipe.async_engine.engine, "engine_config", None)
+        config = config or self.pipe.async_engine.backend_config
+        names = (
+            "tp",
+            "dp",
+            "max_batch_size",
+            "cache_max_entry_count",
+            "enable_prefix_caching",
+            "device_num",
+            "attn_tp_size",
+            "attn_dp_size",
+            "outer_dp_size",
+            "logprobs_mode",
+            "hf_overrides",
+        )
         out = {name: getattr(config, name, None) for name in names}
-        out["enable_prefix_caching"] = getattr(config, "enable_prefix_caching", None)
+        out = {k: v for k, v in out.items() if v is not None}
+        out["session_len"] = self.session_len
         out["backend"] = self.backend
         return out
 
@@ -297,12 +340,62 @@ class LMDeployEngine:
         ]
         return self._run(input_ids, configs, adapter_name, use_tqdm, "lmdeploy prompt logprobs")
 
-    def get_reward_score(self, input_ids):
-        return self.pipe.get_reward_score(input_ids)
+    def last_position_logits(self, input_ids) -> list[tuple[Any, str | None]]:
+        """Per input, (every position's output, None) or (None, the engine's error): the
+        requests `Pipeline.get_reward_score` sends (`AsyncEngine.async_get_logits`:
+        `output_logits='all'`, one session each, on the engine's event loop), each standing
+        alone. lmdeploy's own loop indexes a failed request's missing logits, which fails the
+        whole batch; here one over-long or failed input is one error."""
+        self._check_awake()
+        if not input_ids:
+            return []
+        return self.pipe._run(coro=self._logits_all([list(ids) for ids in input_ids])).result()
+
+    async def _logits_all(self, input_ids: list[list[int]]):
+        import asyncio
+
+        from lmdeploy import GenerationConfig
+
+        async_engine = self.pipe.async_engine
+        max_new = 1 if self.backend == "turbomind" else 0  # as async_get_logits
+        config = GenerationConfig(max_new_tokens=max_new, output_logits="all", top_k=1)
+
+        async def one(ids: list[int]):
+            session = async_engine.session_mgr.get()
+            outputs = None
+            try:
+                async with session.request_handle() as handle:
+                    run = async_engine.safe_run(
+                        handle, session=session, input_ids=ids, gen_config=config,
+                        stream_output=False,
+                    )  # fmt: skip
+                    async with run as gen:
+                        async for step in gen:
+                            outputs = step
+            except Exception as e:  # noqa: BLE001  (this input's failure, reported with it)
+                return None, f"{type(e).__name__}: {e}"
+            finally:
+                async_engine.session_mgr.remove(session)
+            logits = getattr(outputs, "logits", None)
+            if logits is None:
+                status = getattr(getattr(outputs, "status", None), "name", "no output")
+                return None, f"[{status}] the engine returned no logits"
+            return logits[: len(ids)], None
+
+        return await asyncio.gather(*(one(ids) for ids in input_ids))
 
     def sleep(self, level: int = 1) -> None:
         """lmdeploy's level-1 sleep: weights offloaded, KV cache dropped, both restored by
-        `wakeup`. Level 2 discards the weights, which `wakeup` does not reload: refused."""
+        `wakeup`. Level 2 discards the weights, which `wakeup` does not reload: refused. With
+        prefix caching on, refused too: 0.18's PyTorch engine keeps its block trie across sleep
+        while the KV cache comes back empty (lmdeploy issue 4917), so a later prompt sharing a
+        prefix would read KV that is not its own."""
+        if self.settings().get("enable_prefix_caching"):
+            raise ValueError(
+                "sleep() with prefix caching on would leave lmdeploy 0.18 serving prefixes from "
+                "an emptied KV cache (its block trie survives sleep): use release() to free the "
+                "GPU (the next request builds the engine again), or enable_prefix_caching=False."
+            )
         if level != 1:
             raise ValueError(
                 f"sleep(level={level}): only level 1 is restored by wakeup() (level 2 discards "

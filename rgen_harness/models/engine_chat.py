@@ -8,7 +8,12 @@ from rgen_harness.chat.generation import Generation
 from rgen_harness.chat.protocol import REQUEST_TYPE
 from rgen_harness.chat.runner import LMChatBackend
 from rgen_harness.models.id_lists import IdLists
-from rgen_harness.models.responses import FAILED, cut_at_stops, describe_failure
+from rgen_harness.models.responses import (
+    FAILED,
+    check_engine_alive,
+    cut_at_stops,
+    describe_failure,
+)
 
 if TYPE_CHECKING:
     from rgen_harness.models.lmdeploy_lm import LMDeployLM
@@ -65,6 +70,7 @@ class EngineChatBackend(LMChatBackend):
         plans = [lm.plan(kwargs) for kwargs in gen_kwargs]
         ids = IdLists([self._unstage(p) for p in prompts])
         responses = lm._engine_generate(ids, [p[1] for p in plans], use_tqdm=self.use_tqdm)
+        check_engine_alive(responses, "the chat rounds")
         lm.backends_used[REQUEST_TYPE] = lm.engine.backend
         lm.throughput.record(
             REQUEST_TYPE,

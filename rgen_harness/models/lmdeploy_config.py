@@ -313,7 +313,10 @@ class LMDeployArgs:
         names = {f.name for f in dataclasses.fields(cls)}
         values = self.engine_fields()
         if backend == "pytorch":
-            values.setdefault("logprobs_mode", "raw_logprobs")  # exact prompt log-likelihoods
+            values.setdefault("logprobs_mode", "raw_logprobs")  # log_softmax'd prompt logprobs
+            # The LM head in fp32 (over the model's bf16 hidden states): log-likelihoods without
+            # bf16 logits' steps of ~0.016, which make ties and false greedy matches common.
+            values["hf_overrides"] = {"fp32_lm_head": True, **(values.get("hf_overrides") or {})}
             if self.device and self.device.split(":")[0] in ("ascend", "maca", "camb"):
                 values.setdefault("device_type", self.device.split(":")[0])
         wrong = [k for k in values if k not in names]

@@ -73,6 +73,7 @@ from rgen_harness.models.responses import (
     MAX_LISTED_FAILURES,
     GenerationFailed,
     LogprobsUnavailable,
+    check_engine_alive,
     cut_at_stops,
     describe_failure,
 )
@@ -182,8 +183,34 @@ class LMDeployLM(TemplateLM):
 
     @property
     def max_length(self) -> int:
-        """lmdeploy's session_len: prompt plus generation, in tokens."""
-        return self.args.session_len or self.engine.session_len
+        """Prompt plus generation, in tokens: lmdeploy's session_len, capped as the engine caps
+        it (the PyTorch engine: by its KV block pool minus one block)."""
+        return self.engine.session_len
+
+    def check_request_types(self, request_types: set[str]) -> None:
+        """Called with the run's request types before any request is made: refuse now, not
+        after hours of generation, what the log-likelihood requests could not run on."""
+        wanted = request_types & {"loglikelihood", "multiple_choice", "loglikelihood_rolling"}
+        if not wanted or self.engine.backend == "pytorch":
+            return
+        if self.args.backend != "auto":
+            raise LogprobsUnavailable(
+                f"the tasks need prompt log-probabilities ({', '.join(sorted(wanted))}), which "
+                f"lmdeploy's {self.engine.backend} engine does not return. Use backend=pytorch or "
+                "backend=auto (auto builds a PyTorch engine for them), or run those tasks in a "
+                "separate lm_eval call."
+            )
+        from rgen_harness.models.lmdeploy_config import ModelArgsError
+
+        try:
+            self.args.engine_config("pytorch")
+        except ModelArgsError as e:
+            raise ModelArgsError(
+                "backend=auto built TurboMind for generation; the log-likelihood tasks "
+                f"({', '.join(sorted(wanted))}) need lmdeploy's PyTorch engine, which refuses "
+                f"these settings: {e} Drop the TurboMind-only settings, or run the "
+                "log-likelihood tasks in a separate lm_eval call."
+            ) from None
 
     @property
     def max_gen_toks(self) -> int:
@@ -368,6 +395,7 @@ class LMDeployLM(TemplateLM):
             configs.append(config)
             untils.append(until)
         responses = self._engine_generate(prompts, configs, use_tqdm=not disable_tqdm)
+        check_engine_alive(responses, "generate_until")
         failures = [(i, r) for i, r in enumerate(responses) if r.finish_reason in FAILED]
         self._record_call("generate_until", len(requests), responses, start)
         out = []
@@ -449,6 +477,7 @@ class LMDeployLM(TemplateLM):
             adapter_name=self.args.adapter_name,
             use_tqdm=not disable_tqdm,
         )
+        check_engine_alive(responses, "log-likelihood scoring")
         out = []
         for i, (req, resp, inp, ctxlen) in enumerate(
             zip(requests, responses, inputs, ctxlens, strict=True)

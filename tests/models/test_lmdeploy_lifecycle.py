@@ -40,7 +40,9 @@ def test_release_all_closes_engines_and_the_model_rebuilds_on_use(tiny_dir, stan
 def test_sleep_and_wakeup_run_on_the_engine_loop(tiny_dir, standin, monkeypatch):
     import threading
 
-    lm = LMDeployLM(pretrained=str(tiny_dir / "chat"), backend="pytorch")
+    lm = LMDeployLM(
+        pretrained=str(tiny_dir / "chat"), backend="pytorch", enable_prefix_caching=False
+    )
     async_engine = lm.engine.pipe.async_engine
     with pytest.raises(ValueError, match="level 2"):
         lm.sleep(2)  # discards weights that wakeup() does not reload
@@ -60,6 +62,25 @@ def test_sleep_and_wakeup_run_on_the_engine_loop(tiny_dir, standin, monkeypatch)
     assert threads == [lm.engine.pipe.internal_thread.thread]  # lmdeploy's own event loop
     assert not async_engine.is_sleeping
     assert lm.loglikelihood([ll("a", " b")])[0][0] < 0
+    lm.release()
+
+
+def test_sleep_is_refused_with_prefix_caching_as_0_18_keeps_the_trie(tiny_dir, standin):
+    """lmdeploy 0.18 keeps the prefix trie across sleep while the KV cache comes back empty:
+    the CPU engine does the same, so a prompt that hits a pre-sleep block gets another reply.
+    The model refuses sleep() with prefix caching on, with the way out."""
+    lm = LMDeployLM(pretrained=str(tiny_dir / "chat"), backend="pytorch", max_gen_toks=8)
+    with pytest.raises(ValueError, match="prefix caching"):
+        lm.sleep()
+    prompt = [list(range(5, 5 + 150))]
+    config = lm.plan({"until": [], "max_gen_toks": 8})[1]
+    before = lm.engine.generate(prompt, [config])[0]
+    pipe = lm.engine.pipe
+    pipe._run(coro=pipe.async_engine.sleep(1)).result()  # what lm.sleep() would do
+    pipe._run(fn=pipe.async_engine.wakeup).result()
+    after = lm.engine.generate(prompt, [config])[0]
+    assert after.cached_tokens == 128  # two stale 64-token blocks found in the kept trie
+    assert after.token_ids != before.token_ids  # ... and read as emptied KV
     lm.release()
 
 

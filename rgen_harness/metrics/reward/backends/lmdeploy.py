@@ -1,4 +1,9 @@
-"""lmdeploy reward backend: the PyTorch engine's `Pipeline.get_reward_score` on token ids.
+"""lmdeploy reward backend: the PyTorch engine's value head at the last position, on token ids.
+
+Each input is its own prefill-only request through the Pipeline's request machinery (what
+`Pipeline.get_reward_score` sends, `output_logits='all'`), so an input the engine rejects (over
+its KV-cache-bounded length) or fails scores NaN alone, counted as a scoring failure, instead of
+failing its whole batch; the architecture is checked as `get_reward_score` checks it.
 
 Memory plan: a 20B reward model needs ~40 GB in bf16 and a 7B generator with lmdeploy's default
 KV cache (80% of the free memory) leaves no room for it on one 80 GB GPU. Scoring runs after all
@@ -72,15 +77,34 @@ class LMDeployRewardBackend:
         self.pipe = pipeline(
             path, backend_config=engine_config, trust_remote_code=trust_remote_code
         )
+        arch = self.pipe.async_engine.arch
+        if arch not in SUPPORTED_ARCHS:  # as Pipeline.get_reward_score refuses it
+            self.close()
+            raise BackendError(
+                f"{path} is a {arch}; lmdeploy scores only {', '.join(SUPPORTED_ARCHS)}. "
+                "Use reward_backend hf for other reward models."
+            )
+        from rgen_harness.models.engine import LMDeployEngine
+
+        self.engine = LMDeployEngine(self.pipe, self.pipe.async_engine.backend)
+        self.failures: list[str] = []  # engine messages of inputs that scored NaN
 
     def score(self, batch: list[list[int]]) -> list[float]:
         try:
-            scores = self.pipe.get_reward_score([list(ids) for ids in batch])
+            outputs = self.engine.last_position_logits(batch)
         except Exception as e:
-            raise BackendError(f"lmdeploy get_reward_score: {type(e).__name__}: {e}") from e
-        if len(scores) != len(batch):
-            raise BackendError(f"lmdeploy returned {len(scores)} scores for {len(batch)} inputs")
-        return [float(s) for s in scores]
+            raise BackendError(f"lmdeploy reward scoring: {type(e).__name__}: {e}") from e
+        if len(outputs) != len(batch):
+            raise BackendError(f"lmdeploy returned {len(outputs)} scores for {len(batch)} inputs")
+        scores = []
+        for ids, (logits, error) in zip(batch, outputs, strict=True):
+            if error is not None:
+                log.warning("reward input of %d tokens not scored: %s", len(ids), error)
+                self.failures.append(error)
+                scores.append(float("nan"))
+                continue
+            scores.append(float(logits.squeeze()[-1]))  # the value head at the last position
+        return scores
 
     def close(self) -> None:
         pipe, self.pipe = getattr(self, "pipe", None), None
