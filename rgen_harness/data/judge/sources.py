@@ -49,6 +49,12 @@ class SetSpec:
         """Whether gold labels include ties (macro-F1 over 3 classes) or not (2 classes)."""
         return self.kind != "llmbar"
 
+    @property
+    def default_prompt(self) -> str:
+        """The judge prompt used unless the run names one: forced choice (no tie, read as
+        LLMBar's evaluator reads it) on LLMBar, whose pairs have no ties; `judge_v1` elsewhere."""
+        return "judge_forced_v1" if self.kind == "llmbar" else "judge_v1"
+
 
 SETS: dict[str, SetSpec] = {
     s.name: s
