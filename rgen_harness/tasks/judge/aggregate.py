@@ -2,10 +2,10 @@
 
 `process_results` returns the same small record for every metric of a doc:
 `{"gold": int, "pred": [original, swapped], "shown": [...], "error": [...], "votes": [...],
-"turn": int, "scenario": str, "skipped": 0|1}` (`pred` in the dataset's order, `shown` as the judge saw each
-order, `error` '' / 'unparsed' / 'failed' per order). lm-eval hands each metric's aggregation
-the list of all records; the functions here pick what they need. A skipped doc counts only in
-`skipped`; a failed or unparsed judgment is a missing verdict everywhere else.
+"turn": int, "scenario": str, "skipped": 0|1}` (`pred` in the dataset's order, `shown` as the
+judge saw each order, `error` '' / 'unparsed' / 'failed' per order). lm-eval hands each
+metric's aggregation the list of all records; the functions here pick what they need. A skipped
+doc counts only in `skipped`; a failed or unparsed judgment is a missing verdict everywhere else.
 """
 
 from __future__ import annotations
