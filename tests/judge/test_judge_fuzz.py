@@ -43,9 +43,7 @@ def hostile_line(rng: random.Random, i: int) -> tuple[str, bytes]:
     if kind == "missing_key":
         del r[rng.choice(["prompt", "response 1", "response 2", "label"])]
     elif kind == "wrong_type":
-        r[rng.choice(["prompt", "response 1", "response 2", "scenario"])] = rng.choice(
-            WRONG_TYPES
-        )
+        r[rng.choice(["prompt", "response 1", "response 2", "scenario"])] = rng.choice(WRONG_TYPES)
     elif kind == "bad_label":
         r["label"] = rng.choice([3, -1, "tie", None, True, 1.5, [0]])
     elif kind == "empty_prompt":
