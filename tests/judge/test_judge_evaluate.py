@@ -146,3 +146,10 @@ def test_swap_off_judges_each_pair_once(data):
     assert all(len(s["filtered_resps"]) == 1 for s in out["samples"]["judge_llmbar_natural"])
     with pytest.raises(ValueError, match="judge_swap='maybe' is not a boolean"):
         read_swap("maybe")
+
+
+def test_a_misspelt_metadata_key_is_an_error_with_a_suggestion(data):
+    with pytest.raises(
+        ValueError, match="unknown --metadata key 'judge_pth'. Did you mean 'judge_path'"
+    ):
+        evaluate(data, judge_pth=str(data))
