@@ -101,7 +101,9 @@ def judge_of(data: dict, task: str) -> Judge:
     meta = task_config.get("metadata") if isinstance(task_config.get("metadata"), dict) else {}
     model = config.get("model") if isinstance(config.get("model"), str) else None
     prompt = meta.get("judge_prompt")
-    prompt = str(prompt) if prompt not in (None, "", DEFAULT_PROMPT) else None
+    spec = SETS.get(set_of_task(task) or "")
+    default = spec.default_prompt if spec is not None else DEFAULT_PROMPT
+    prompt = str(prompt) if prompt not in (None, "", default) else None
     if meta.get("judge_with") == "reward":
         margin = meta.get("judge_tie_margin", 0.0)
         try:
@@ -146,6 +148,9 @@ def _record(line: dict) -> dict:
         raise ValueError(f"'votes' is {votes!r}, not a list of 0/1/2 labels")
     if not record["skipped"] and not pred:
         raise ValueError("a judged pair without verdicts ('pred' is empty)")
+    scenario = record.setdefault("scenario", "")  # samples from before it was logged
+    if not isinstance(scenario, str):
+        raise ValueError(f"'scenario' is {scenario!r}, not a string")
     return record
 
 

@@ -10,7 +10,11 @@ values equal lm-eval's; the report checks it and lists any difference under Prob
   averaged over the set's classes (3 with ties, 2 for LLMBar), both orders pooled;
 - consistency: pairs with the same, read verdict in both orders / pairs judged in both orders;
 - agreement (MT-Bench): FastChat's judge-vs-expert vote agreement per turn, with or without
-  ties (`rgen_harness.metrics.judge.mtbench_agreement` counted per pair).
+  ties (`rgen_harness.metrics.judge.mtbench_agreement` counted per pair);
+- the authors' figures (see rgen_harness.metrics.judge): PandaLM's accuracy and macro
+  precision / recall / F1 on the given order only, a missing verdict read as a tie; Auto-J's
+  agreement in both orders (`agreement_both`) and single-order agreement
+  (`accuracy_original`); LLMBar's positional agreement (their Acc is `accuracy`).
 
 Intervals resample pairs (with replacement) through rgen_harness.study.stats.bootstrap; a pair
 that does not enter a measure (a skipped row, one order only for consistency, the other turn)
@@ -71,6 +75,53 @@ def _macro_f1(sums: np.ndarray, labels) -> np.ndarray:
     return f1.mean(axis=-1)
 
 
+def _precision(sums: np.ndarray, labels) -> np.ndarray:
+    return _per_class(sums, labels, 1)
+
+
+def _recall(sums: np.ndarray, labels) -> np.ndarray:
+    return _per_class(sums, labels, 2)
+
+
+def _per_class(sums: np.ndarray, labels, column: int) -> np.ndarray:
+    """Macro average of TP / predicted (column 1) or TP / gold (column 2), 0 when undefined."""
+    per_class = sums.reshape(*sums.shape[:-1], len(labels), 3)
+    tp, denominator = per_class[..., 0], per_class[..., column]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, tp / denominator, 0.0).mean(axis=-1)
+
+
+def _pandalm_view(r: dict) -> dict:
+    """PandaLM's reading of a pair: the given order only, a missing verdict a tie."""
+    return {**r, "pred": m.missing_as_tie(r["pred"][:1])}
+
+
+def _pandalm(counts):
+    def pandalm_counts(r: dict, labels) -> list[float] | None:
+        return counts(_pandalm_view(r), labels) if r["pred"] else None
+
+    return pandalm_counts
+
+
+def _original(r: dict, labels) -> list[float] | None:
+    if r["gold"] < 0 or not r["pred"]:
+        return None
+    return [r["pred"][0] == r["gold"], 1]
+
+
+def _both_right(r: dict, labels) -> list[float] | None:
+    if r["gold"] < 0 or len(r["pred"]) != 2:
+        return None
+    return [r["pred"][0] == r["gold"] == r["pred"][1], 1]
+
+
+def _same_verdict(r: dict, labels) -> list[float] | None:
+    """LLMBar's "equal": two missing verdicts count as the same."""
+    if r["gold"] < 0 or len(r["pred"]) != 2:
+        return None
+    return [r["pred"][0] == r["pred"][1], 1]
+
+
 def _consistency(r: dict, labels) -> list[float] | None:
     if len(r["pred"]) != 2:
         return None
@@ -106,11 +157,31 @@ AGREEMENT = tuple(
 )
 
 
+PANDALM = (
+    Measure("pandalm_accuracy", "Accuracy", _pandalm(_accuracy), _ratio),
+    Measure("pandalm_macro_precision", "Precision", _pandalm(_confusion), _precision),
+    Measure("pandalm_macro_recall", "Recall", _pandalm(_confusion), _recall),
+    Measure("pandalm_macro_f1", "F1", _pandalm(_confusion), _macro_f1),
+)
+AGREEMENT_BOTH = Measure("agreement_both", "Agreement (both orders)", _both_right, _ratio)
+SINGLE_ORDER = Measure("accuracy_original", "Agreement (single order)", _original, _ratio)
+LLMBAR_ACC = Measure("accuracy", "Acc", _accuracy, _ratio)
+POSITIONAL = Measure("positional_agreement", "Positional agreement", _same_verdict, _ratio)
+# The figures each set's authors report, computed their way; the first leads the leaderboard.
+AUTHORS: dict[str, tuple[Measure, ...]] = {
+    "pandalm": PANDALM,
+    "autoj": (AGREEMENT_BOTH, CONSISTENCY, SINGLE_ORDER),
+    "llmbar": (LLMBAR_ACC, POSITIONAL),
+    "mtbench": AGREEMENT,
+}
+
+
 def measures_for(kind: str) -> tuple[Measure, ...]:
-    """The measures of a set kind (see rgen_harness.data.judge.sources.SetSpec.kind)."""
-    if kind == "mtbench":
-        return (*AGREEMENT, CONSISTENCY)
-    return (*GOLD_MEASURES, CONSISTENCY)
+    """The measures of a set kind (see rgen_harness.data.judge.sources.SetSpec.kind): the
+    authors' figures, then the project's pooled ones not already among them."""
+    pooled = (*AGREEMENT, CONSISTENCY) if kind == "mtbench" else (*GOLD_MEASURES, CONSISTENCY)
+    names = {x.name for x in AUTHORS[kind]}
+    return (*AUTHORS[kind], *(x for x in pooled if x.name not in names))
 
 
 def estimate(

@@ -17,12 +17,16 @@ from typing import Any
 
 from rgen_harness.data.judge.sources import SETS
 from rgen_harness.judge_report.collect import JudgeCollection, collect
-from rgen_harness.judge_report.measures import AGREEMENT, CONSISTENCY, GOLD_MEASURES
+from rgen_harness.judge_report.measures import AGREEMENT, AUTHORS, CONSISTENCY, GOLD_MEASURES
 from rgen_harness.judge_report.measures import __doc__ as METHODS
-from rgen_harness.judge_report.summary import COUNTS, Settings, headline, summarise
+from rgen_harness.judge_report.summary import COUNTS, HEADLINE, Settings, headline, summarise
 from rgen_harness.study.report import _jsonable
 
 NA = "n/a"
+
+
+class NoJudgeRuns(ValueError):
+    """The folders hold no results of a `judge_*` task: nothing to rank."""
 
 
 @dataclass
@@ -46,6 +50,16 @@ def build_judge_report(
 
     s = settings or Settings()
     collection = collect(roots)
+    if not collection.judges:
+        problems = collection.problems
+        found = f" ({len(problems)} unreadable: {problems[0]})" if problems else ""
+        raise NoJudgeRuns(
+            f"no results of a judge_* task under {', '.join(str(r) for r in collection.roots)}"
+            f"{found}. Pass the lm_eval --output_path folders of judge runs, e.g. "
+            "`lm_eval --model hf --model_args pretrained=MODEL --tasks judge_pairwise "
+            "--log_samples --output_path results/judge`, then "
+            "`rgen-harness judge-report results/judge`."
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(collection.judges, s, collection.problems)
@@ -112,6 +126,64 @@ def md_table(header: list[str], lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+_AUTHORS_TEXT = {
+    "pandalm": (
+        "PandaLM, computed as PandaLM does",
+        "The given order only, against the majority of the three annotators, a verdict that "
+        "could not be read (or a failed judgment) counted as a tie, as PandaLM's "
+        "`parse_pandalm_response` reads it; scikit-learn macro averages over tie / 1 / 2.",
+    ),
+    "autoj": (
+        "Auto-J, computed as Auto-J does",
+        "Agreement: right in both orders (their headline, `pairwise_eval.py` type pairwise); "
+        "consistency: the same verdict in both orders; single order: the given order alone "
+        "(their type single, used for reward models). A missing verdict is wrong (their "
+        "script accepts none).",
+    ),
+    "llmbar": (
+        "LLMBar, computed as LLMBar does",
+        "Acc: the mean of the two orders' accuracies (`correct_average`); positional "
+        "agreement: the same verdict in both orders, two missing verdicts counting as the "
+        "same (`equal`). Default prompt: forced choice (`judge_forced_v1`), read as their "
+        "evaluator reads it.",
+    ),
+}
+
+
+def _authors_sections(rows: list[dict], pct: str) -> list[str]:
+    lines: list[str] = []
+    for kind, (title, text) in _AUTHORS_TEXT.items():
+        mine = [r for r in rows if SETS[r["set"]].kind == kind]
+        if not mine:
+            continue
+        header = ["Judge", "Set", "Pairs", *(f"{m.title} [{pct} CI]" for m in AUTHORS[kind])]
+        body = [
+            [r["judge"], r["set"], _f(r["pairs"])]
+            + [est_text(r["measures"][m.name]) for m in AUTHORS[kind]]
+            for r in mine
+        ]
+        lines += [f"## {title}", "", md_table(header, body), "", text, ""]
+        if kind == "autoj":
+            lines += _autoj_groups(mine)
+    return lines
+
+
+def _autoj_groups(rows: list[dict]) -> list[str]:
+    with_groups = [r for r in rows if r["groups"]]
+    if not with_groups:
+        return []
+    lines = ["### Auto-J per scenario group (as their `pairwise_eval.py` prints it)", ""]
+    header = ["Judge", "Set", "Group", "Pairs", "Agreement (both orders)", "Consistency"]
+    header += ["Agreement (single order)"]
+    body = [
+        [r["judge"], r["set"], g["group"], _f(g["pairs"])]
+        + [_f(g[k], 3) for k in ("agreement_both", "consistency", "accuracy_original")]
+        for r in with_groups
+        for g in r["groups"]
+    ]
+    return [*lines, md_table(header, body), ""]
+
+
 def _markdown(
     collection: JudgeCollection,
     rows: list[dict],
@@ -131,12 +203,6 @@ def _markdown(
         "pairs, from the logged samples.",
         "",
     ]
-    if not rows:
-        lines += [
-            "No judge results found: give lm_eval --output_path folders of runs of the "
-            "`judge_*` tasks (e.g. `--tasks judge_pairwise --log_samples`).",
-            "",
-        ]
     judges = {}
     for row in rows:
         judges.setdefault(row["judge"], row)
@@ -147,11 +213,8 @@ def _markdown(
             columns += [column] if column not in columns else []
             cells[row["judge"], column] = est
     if rows:
-        lines += [
-            f"## Leaderboard: accuracy per set ({pct} CI); MT-Bench: agreement with the experts "
-            "without ties, per turn",
-            "",
-        ]
+        title = f"## Leaderboard: each set's own figure, computed its authors' way ({pct} CI)"
+        lines += [title, "", HEADLINE + ".", ""]
         body = [
             [
                 judge,
@@ -162,9 +225,10 @@ def _markdown(
             for judge, first in judges.items()
         ]
         lines += [md_table(["Judge", "Kind", "LoRA", *columns], body), ""]
+    lines += _authors_sections(rows, pct)
     gold_rows = [r for r in rows if SETS[r["set"]].kind != "mtbench"]
     if gold_rows:
-        lines += ["## Per set", ""]
+        lines += ["## Per set: the project's pooled figures", ""]
         header = ["Judge", "Set", "Pairs"]
         header += [f"{m.title} [{pct} CI]" for m in (*GOLD_MEASURES, CONSISTENCY)]
         header += ["Parse failures", "Failed", "Skipped"]

@@ -10,11 +10,17 @@ from typing import Any
 
 from rgen_harness.data.judge.sources import SETS
 from rgen_harness.judge_report.collect import JudgeRuns, SetRun
-from rgen_harness.judge_report.measures import estimate, measures_for
+from rgen_harness.judge_report.groups import autoj_group_table
+from rgen_harness.judge_report.measures import AUTHORS, SINGLE_ORDER, estimate, measures_for
 from rgen_harness.study.stats import Estimate
 
 COUNTS = ("parse_failures", "failed", "skipped")
-HEADLINE_MTBENCH = ("agreement_turn1_notie", "agreement_turn2_notie")
+HEADLINE = (
+    "PandaLM: accuracy as PandaLM computes it (given order, annotators' majority, an unreadable "
+    "verdict read as a tie); Auto-J: agreement in both orders (single order for one-order "
+    "judges such as reward models, as Auto-J scores them); LLMBar: Acc; MT-Bench: agreement "
+    "with the experts without ties, per turn"
+)
 TOLERANCE = 1e-9
 
 
@@ -55,6 +61,8 @@ def summarise_set(runs: JudgeRuns, run: SetRun, s: Settings, problems: list[str]
     measures: dict[str, dict] = {}
     for measure in measures_for(spec.kind):
         reported = _from_results(run, measure.name)
+        # A results file from before a measure existed has no value to compare with.
+        compare = f"{measure.name},none" in run.metrics
         if run.records is None:
             est = Estimate(reported, math.nan, math.nan, 0)
         else:
@@ -67,8 +75,9 @@ def summarise_set(runs: JudgeRuns, run: SetRun, s: Settings, problems: list[str]
                 seed=s.seed,
             )
             both = math.isfinite(est.value) and math.isfinite(reported)
-            if (both and abs(est.value - reported) > TOLERANCE) or (
-                math.isfinite(est.value) != math.isfinite(reported)
+            if compare and (
+                (both and abs(est.value - reported) > TOLERANCE)
+                or (math.isfinite(est.value) != math.isfinite(reported))
             ):
                 problems.append(
                     f"{run.samples_file}: {measure.name} from the samples is {est.value:.6g} but "
@@ -102,6 +111,7 @@ def summarise_set(runs: JudgeRuns, run: SetRun, s: Settings, problems: list[str]
         "pairs": pairs,
         "limit": run.limit,
         "measures": measures,
+        "groups": autoj_group_table(run.records) if spec.kind == "autoj" else [],
         **counts,
         "results_file": str(run.results_file),
         "samples_file": str(run.samples_file) if run.samples_file else None,
@@ -109,13 +119,18 @@ def summarise_set(runs: JudgeRuns, run: SetRun, s: Settings, problems: list[str]
 
 
 def headline(row: dict) -> list[tuple[str, dict]]:
-    """(column, estimate) of a set row in the leaderboard: accuracy, or for MT-Bench the
-    agreement with the experts without ties, per turn."""
-    if SETS[row["set"]].kind == "mtbench":
-        return [
-            (f"{row['set']} t{i}", row["measures"][k]) for i, k in enumerate(HEADLINE_MTBENCH, 1)
-        ]
-    return [(row["set"], row["measures"]["accuracy"])]
+    """(column, estimate) of a set row in the leaderboard: the figure the set's authors report,
+    computed their way (see HEADLINE)."""
+    kind = SETS[row["set"]].kind
+    measures = row["measures"]
+    if kind == "mtbench":
+        return [(f"{row['set']} t{i}", measures[m.name]) for i, m in enumerate(AUTHORS[kind], 1)]
+    lead = AUTHORS[kind][0].name
+    if kind == "autoj" and not math.isfinite(measures[lead]["value"]):
+        single = measures[SINGLE_ORDER.name]
+        if math.isfinite(single["value"]):
+            return [(f"{row['set']} (single order)", single)]
+    return [(row["set"], measures[lead])]
 
 
 def summarise(judges: list[JudgeRuns], s: Settings, problems: list[str]) -> list[dict]:

@@ -21,8 +21,21 @@ never replaced by a guess.
   expert. The two orders give one vote as in FastChat's pairwise judge: the same verdict, else
   "inconsistent", which FastChat counts as a tie; two failed verdicts are an error (a vote that
   agrees with nothing).
-- tie_rate, first_pick_rate: share of read verdicts that are ties / that pick the response
-  shown first (position bias: 0.5 of the non-tie verdicts is unbiased on balanced data).
+- tie_rate: share of read verdicts that are ties.
+- first_pick_rate: share of the non-tie verdicts (1 or 2, as the judge saw the pair) that pick
+  the response shown first; 0.5 is unbiased on balanced data (ties and missing verdicts are
+  left out of both counts).
+
+The authors' own conventions, reported beside the pooled figures above under their own names:
+
+- PandaLM (`pandalm_accuracy`, `pandalm_macro_precision/recall/f1`): the given order only,
+  against the annotators' majority, a missing verdict counted as a tie
+  (`parse_pandalm_response` in WeOpenML/PandaLM `pandalm/utils/pandalm_inference.py` returns 0
+  for any reply it cannot read); 3-class scikit-learn macro averages.
+- Auto-J: `agreement_both` is their pairwise "Agreement" (`codes/leaderboard/pairwise_eval.py`,
+  type "pairwise"), `consistency` their consistency, `accuracy_original` their "single" type.
+- LLMBar: `accuracy` is their "Acc" (correct_average), `positional_agreement` their "equal"
+  (`LLMEvaluator/evaluate.py`); verdicts come from a forced-choice prompt (no tie).
 """
 
 from __future__ import annotations
@@ -79,8 +92,14 @@ def tie_rate(pred: Sequence[Label]) -> float:
 
 
 def first_pick_rate(shown: Sequence[Label]) -> float:
-    """`shown`: verdicts in the order the judge saw the pair (1 = the first one shown)."""
-    return _mean([p == 1 for p in shown if p is not None])
+    """Share of the non-tie verdicts that pick the response shown first. `shown`: verdicts in
+    the order the judge saw the pair (1 = the first one shown); ties and None are left out."""
+    return _mean([p == 1 for p in shown if p in (1, 2)])
+
+
+def missing_as_tie(pred: Sequence[Label]) -> list[int]:
+    """PandaLM's reading: a verdict that could not be read counts as a tie (0)."""
+    return [0 if p is None else p for p in pred]
 
 
 def fastchat_vote(first: Label, second: Label | str = "single") -> Label | str:

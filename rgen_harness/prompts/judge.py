@@ -10,6 +10,11 @@ Parsers:
   the text after the LAST "final decision is " (case-sensitive), stripped and lower-cased, must
   start with "response 1", "response 2" or "tie"; its Chinese twin reads "最终决定是" followed by
   "回应1", "回应2" or "平局".
+- `llmbar`: LLMBar's forced choice (`completion_with_parsing` in princeton-nlp/LLMBar
+  `LLMEvaluator/evaluate.py`, with the patterns of its `evaluators/config/*/Vanilla.json`): in
+  the stripped reply, "Output (a)" at the start of a line (after at most one space) anywhere
+  makes 1; else "Output (b)" so placed makes 2; else no verdict. Label 1 is tried first, so a
+  reply naming both is read as 1, as their evaluator reads it. There is no tie.
 """
 
 from __future__ import annotations
@@ -53,7 +58,18 @@ def parse_autoj(reply: str) -> int | None:
     return None
 
 
-PARSERS = {"bracket": parse_bracket, "autoj": parse_autoj}
+_LLMBAR = ((1, re.compile(r"(?:^|\n) ?Output \(a\)")), (2, re.compile(r"(?:^|\n) ?Output \(b\)")))
+
+
+def parse_llmbar(reply: str) -> int | None:
+    text = reply.strip()
+    for label, pattern in _LLMBAR:
+        if pattern.search(text):
+            return label
+    return None
+
+
+PARSERS = {"bracket": parse_bracket, "autoj": parse_autoj, "llmbar": parse_llmbar}
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,8 @@ class JudgePrompt:
 
 
 def load_judge_prompt(name: str | None = None) -> JudgePrompt:
-    """A bundled version by name (`judge_v1`, `judge_autoj_v1`) or a YAML file by path."""
+    """A bundled version by name (`judge_v1`, `judge_autoj_v1`, `judge_forced_v1`) or a YAML
+    file by path; None is `judge_v1`."""
     name = str(name or DEFAULT_VERSION)
     path = Path(name) if name.endswith((".yaml", ".yml")) else PROMPTS_DIR / f"{name}.yaml"
     if not path.is_file():

@@ -13,11 +13,12 @@ from rgen_harness.tasks.judge.aggregate import metrics_for
 TS = "2026-01-01T00-00-00.000000"
 
 
-def record(gold, pred, *, turn=0, votes=(), skipped=0):
+def record(gold, pred, *, turn=0, votes=(), skipped=0, scenario=""):
     return {
         "gold": gold,
         "turn": turn,
         "votes": list(votes),
+        "scenario": scenario,
         "skipped": skipped,
         "pred": [] if skipped else list(pred),
         "shown": [] if skipped else list(pred),

@@ -29,8 +29,14 @@ def test_order_metrics():
     assert m.positional_agreement(first, second) == 0.75  # LLMBar counts it as equal
     assert m.both_correct([1, 2, 1, 0], first, second) == 0.5
     assert m.tie_rate([0, 1, None, 2]) == pytest.approx(1 / 3)
-    assert m.first_pick_rate([1, 1, 2, None]) == pytest.approx(2 / 3)
-    assert math.isnan(m.first_pick_rate([None]))
+    assert math.isnan(m.first_pick_rate([None, 0]))
+
+
+def test_first_pick_rate_is_over_non_tie_verdicts():
+    # As shown: 1 1 2 0 0 0 None -> of the three non-tie verdicts two pick the first shown: 2/3
+    # (not 2/6 over every read verdict, which would call an unbiased judge biased by its ties).
+    assert m.first_pick_rate([1, 1, 2, 0, 0, 0, None]) == pytest.approx(2 / 3)
+    assert m.first_pick_rate([1, 2, 0]) == 0.5
 
 
 def test_fastchat_vote_and_agreement_with_and_without_ties():
@@ -99,9 +105,45 @@ def test_records_aggregate_into_task_metrics():
     assert got["consistency"] == pytest.approx(1 / 3)
     assert got["failed"] == 1 and got["parse_failures"] == 0 and got["skipped"] == 1
     assert got["tie_rate"] == pytest.approx(1 / 5)
-    assert got["first_pick_rate"] == pytest.approx(3 / 5)
+    assert got["first_pick_rate"] == 0.75  # shown 1 2 1 1 (the tie and the failure left out)
     assert set(got) >= {"macro_precision", "macro_recall", "macro_f1"}
     assert "positional_agreement" in aggregate("llmbar", records, (1, 2))
+
+
+def test_pandalm_figures_judge_the_given_order_and_read_a_missing_verdict_as_a_tie():
+    # Given order gold 1 2 0 / verdict 1 None 0 (the swapped verdicts are not used):
+    # PandaLM reads None as a tie -> 2/3 right; per class (0, 1, 2) TP 1 1 0, predicted 2 1 0,
+    # gold 1 1 1: precision (1/2 + 1 + 0)/3, recall (1 + 1 + 0)/3, F1 (2/3 + 1 + 0)/3.
+    records = [
+        record(1, [1, 2], [1, 1]),
+        record(2, [None, 1], [None, 2]),
+        record(0, [0, 2], [0, 1]),
+    ]
+    got = aggregate("pandalm", records)
+    assert list(got)[:4] == [
+        "pandalm_accuracy",
+        "pandalm_macro_precision",
+        "pandalm_macro_recall",
+        "pandalm_macro_f1",
+    ]
+    assert got["pandalm_accuracy"] == pytest.approx(2 / 3)
+    assert got["pandalm_macro_precision"] == pytest.approx(0.5)
+    assert got["pandalm_macro_recall"] == pytest.approx(2 / 3)
+    assert got["pandalm_macro_f1"] == pytest.approx((2 / 3 + 1) / 3)
+    # The project's rule, pooled over both orders, a missing verdict wrong: 2 of 6.
+    assert got["accuracy"] == pytest.approx(2 / 6)
+
+
+def test_authors_figures_lead_each_kind():
+    assert list(aggregate("autoj", [record(1, [1, 1], [1, 2])]))[:3] == [
+        "agreement_both",
+        "consistency",
+        "accuracy_original",
+    ]
+    assert list(aggregate("llmbar", [record(1, [1, 1], [1, 2])], (1, 2)))[:2] == [
+        "accuracy",
+        "positional_agreement",
+    ]
 
 
 def test_single_order_leaves_order_metrics_undefined():

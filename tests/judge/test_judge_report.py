@@ -117,7 +117,7 @@ def test_lora_and_reward_model_judges_are_labelled(tmp_path):
     with open(files.csv, newline="") as f:
         lines = list(csv.DictReader(f))
     assert {line["lora"] for line in lines} == {"my-lora", "y", ""}
-    assert len(lines) == 3 * 3  # judges x (accuracy, macro_f1, consistency)
+    assert len(lines) == 3 * 4  # judges x (accuracy, positional, macro_f1, consistency)
 
 
 def test_damaged_files_are_listed_under_problems(tmp_path):
@@ -168,3 +168,91 @@ def test_cli_writes_the_leaderboard_and_rejects_a_bad_level(tmp_path, capsys):
         main(["judge-report", str(tmp_path / "run"), "--interval", "1.5"])
     with pytest.raises(SystemExit, match="not a folder: .*nowhere"):
         main(["judge-report", str(tmp_path / "nowhere"), "--out", str(out)])
+
+
+def test_pandalm_leads_with_its_own_figures_one_order_unreadable_as_tie(tmp_path):
+    # Given order: gold 1 2 0 1 / verdict 1 None(-> tie) 0 2; the swapped order is ignored.
+    # Their accuracy 2/4; per class (tie, 1, 2): TP 1 1 0, predicted 2 1 1, gold 1 2 1:
+    # precision (1/2 + 1 + 0)/3, recall (1 + 1/2 + 0)/3, F1 (2/3 + 2/3 + 0)/3.
+    records = [
+        record(1, [1, 2]),
+        record(2, [None, 2]),
+        record(0, [0, 1]),
+        record(1, [2, 2]),
+    ]
+    write_run(tmp_path / "run", {"pandalm": records}, model_name="m")
+    files = build_judge_report([tmp_path / "run"], tmp_path / "out", settings=FAST)
+    assert files.problems == []  # equal to the task's aggregation (lm-eval's values)
+    measures = rows_by(files)["m", "pandalm"]["measures"]
+    assert list(measures)[:4] == [
+        "pandalm_accuracy",
+        "pandalm_macro_precision",
+        "pandalm_macro_recall",
+        "pandalm_macro_f1",
+    ]
+    assert measures["pandalm_accuracy"]["value"] == 0.5
+    assert measures["pandalm_macro_precision"]["value"] == pytest.approx(0.5)
+    assert measures["pandalm_macro_recall"]["value"] == pytest.approx(0.5)
+    assert measures["pandalm_macro_f1"]["value"] == pytest.approx(4 / 9)
+    assert measures["accuracy"]["value"] == pytest.approx(3 / 8)  # pooled, None wrong
+    md = files.markdown.read_text()
+    assert "## PandaLM, computed as PandaLM does" in md
+    leaderboard = md.split("## Leaderboard")[1].split("##")[0]
+    assert "| m | model |  | 0.500 [" in leaderboard  # pandalm_accuracy leads
+
+
+def test_autoj_leads_with_agreement_in_both_orders_and_has_the_group_table(tmp_path):
+    records = [
+        record(1, [1, 1], scenario="post_summarization"),  # right in both orders
+        record(2, [2, 1], scenario="text_summarization"),  # right once: inconsistent
+        record(0, [0, 0], scenario="code_generation"),
+        record(1, [2, 2], scenario="code_generation"),
+        record(2, [2, 2], scenario="no_such_scenario"),
+    ]
+    write_run(tmp_path / "run", {"autoj": records}, model_name="m")
+    files = build_judge_report([tmp_path / "run"], tmp_path / "out", settings=FAST)
+    row = rows_by(files)["m", "autoj"]
+    assert row["measures"]["agreement_both"]["value"] == pytest.approx(3 / 5)
+    groups = {g["group"]: g for g in row["groups"]}
+    assert list(groups) == ["Summarization", "Code", "(not in an Auto-J group)", "Overall"]
+    assert groups["Summarization"]["agreement_both"] == 0.5
+    assert groups["Summarization"]["consistency"] == 0.5
+    assert groups["Summarization"]["accuracy_original"] == 1.0
+    assert groups["Code"]["agreement_both"] == 0.5 and groups["Overall"]["pairs"] == 5
+    md = files.markdown.read_text()
+    leaderboard = md.split("## Leaderboard")[1].split("##")[0]
+    assert "Auto-J: agreement in both orders" in leaderboard
+    assert "| m | model |  | 0.600 [" in leaderboard
+    assert "| m | autoj | Summarization | 2 | 0.500 | 0.500 | 1.000 |" in md
+
+
+def test_autoj_reward_model_is_ranked_on_the_single_order(tmp_path):
+    write_run(
+        tmp_path / "rm",
+        {"autoj": [record(1, [1]), record(2, [1])]},
+        model="dummy",
+        metadata={"judge_with": "reward", "reward_model": "org/rm"},
+    )
+    files = build_judge_report([tmp_path / "rm"], tmp_path / "out", settings=FAST)
+    md = files.markdown.read_text()
+    assert "| Judge | Kind | LoRA | autoj (single order) |" in md
+    assert "| org/rm (reward model) | reward model |  | 0.500 [" in md
+
+
+def test_llmbar_default_prompt_is_not_shown_but_the_tie_prompt_is(tmp_path):
+    runs = {"llmbar_natural": [record(1, [1, 1])]}
+    write_run(tmp_path / "a", runs, model_name="m", metadata={"judge_prompt": "judge_forced_v1"})
+    write_run(tmp_path / "b", runs, model_name="m", metadata={"judge_prompt": "judge_v1"})
+    files = build_judge_report([tmp_path], tmp_path / "out", settings=FAST)
+    assert {r["judge"] for r in files.rows} == {"m", "m [judge_v1]"}
+
+
+def test_a_folder_without_judge_runs_is_an_error_naming_what_to_pass(tmp_path):
+    from rgen_harness.cli import main
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "results_2026.json").write_text('{"results": {"arc_easy": {}}}')
+    out = tmp_path / "board"
+    with pytest.raises(SystemExit, match="no results of a judge_\\* task under .*runs. Pass the"):
+        main(["judge-report", str(tmp_path / "runs"), "--out", str(out)])
+    assert not out.exists()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rgen_harness.data.judge.rows import Bad, empty_doc
+from rgen_harness.data.judge.rows import Bad, check_text, empty_doc
 from rgen_harness.data.judge.sources import BadLine, SetSpec
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def _conversation(row: dict, key: str, turn: int) -> list[str]:
         expected = "user" if i % 2 == 0 else "assistant"
         if role != expected or not isinstance(msg.get("content"), str):
             raise Bad(f"{key!r} turn {i} is not a {expected} message with string content")
-        texts.append(msg["content"])
+        texts.append(check_text(f"{key} turn {i}", msg["content"]))
     return texts
 
 
@@ -59,11 +59,16 @@ def _vote(row: Any) -> tuple[tuple, int, list[str], list[str]] | None:
         raise Bad(f"'judge' is {judge!r}, not a string")
     if not judge.startswith("expert"):
         return None
-    if turn not in (1, 2) or isinstance(turn, bool):
-        raise Bad(f"'turn' is {turn!r}; expected 1 or 2")
+    if type(turn) is not int or turn not in (1, 2):  # not 1.0, not True
+        raise Bad(f"'turn' is {turn!r}; expected the integer 1 or 2")
+    qid = row["question_id"]
+    if type(qid) is not int and not isinstance(qid, str):
+        raise Bad(f"'question_id' is {qid!r}; expected an integer or a string")
     a, b, winner = row["model_a"], row["model_b"], row["winner"]
     if not (isinstance(a, str) and isinstance(b, str) and a != b):
         raise Bad(f"'model_a'/'model_b' must be two different names, got {a!r}/{b!r}")
+    for key, value in (("question_id", str(qid)), ("model_a", a), ("model_b", b)):
+        check_text(key, value)
     if not isinstance(winner, str):
         raise Bad(f"'winner' is {winner!r}, not a string")
     label = vote_label(winner)
@@ -72,7 +77,7 @@ def _vote(row: Any) -> tuple[tuple, int, list[str], list[str]] | None:
     if a > b:  # name order, as FastChat keys its votes
         a, b, conv_a, conv_b = b, a, conv_b, conv_a
         label = {1: 2, 2: 1, 0: 0}[label]
-    return (row["question_id"], a, b, turn), label, conv_a, conv_b
+    return (qid, a, b, turn), label, conv_a, conv_b
 
 
 def _render(doc: dict, turn: int, conv_1: list[str], conv_2: list[str]) -> None:

@@ -41,6 +41,26 @@ def empty_doc(spec: SetSpec, index: int, doc_id: str) -> dict:
     }
 
 
+def check_text(key: str, value: str) -> str:
+    """`value`, if it can be stored (Arrow needs valid UTF-8): a lone surrogate (an escape such
+    as \\ud800, or a byte that was not UTF-8 in a .json file) is a malformed row."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise Bad(
+            f"{key!r} holds a lone surrogate U+{ord(value[e.start]):04X} at character {e.start} "
+            "(not valid Unicode: fix the escape or the file's encoding)"
+        ) from None
+    return value
+
+
+def row_id(value: Any) -> str:
+    """A row's own id (`idx`) as text: a string or an integer."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Bad(f"'idx' is {value!r}; expected a string or an integer")
+    return check_text("idx", str(value))
+
+
 def text_field(row: dict, key: str, *, cast_scalars: bool = False, allow_empty: bool = False):
     if key not in row:
         raise Bad(f"has no {key!r} field (fields: {sorted(row)})")
@@ -51,7 +71,7 @@ def text_field(row: dict, key: str, *, cast_scalars: bool = False, allow_empty: 
         raise Bad(f"{key!r} is a {type(value).__name__}, not a string")
     if not allow_empty and not value.strip():
         raise Bad(f"{key!r} is empty")
-    return value
+    return check_text(key, value)
 
 
 def int_label(row: dict, key: str, allowed: tuple[int, ...]) -> int:
@@ -71,7 +91,7 @@ def majority(labels: list[int]) -> int | None:
 
 def pandalm(spec: SetSpec, row: dict, doc: dict) -> None:
     if "idx" in row:
-        doc["id"] = str(row["idx"])
+        doc["id"] = row_id(row["idx"])
     # Some rows leave `input` empty, one leaves `instruction` blank: the query is what is there.
     parts = [text_field(row, "instruction", allow_empty=True)]
     parts.append(text_field(row, "input", allow_empty=True) if "input" in row else "")
@@ -96,7 +116,9 @@ def autoj(spec: SetSpec, row: dict, doc: dict) -> None:
     doc["response_2"] = text_field(row, "response 2", allow_empty=True)
     doc["gold"] = _AUTOJ_TO_GOLD[int_label(row, "label", (0, 1, 2))]
     scenario = row.get("scenario", "")
-    doc["scenario"] = scenario if isinstance(scenario, str) else str(scenario)
+    if not isinstance(scenario, str):
+        raise Bad(f"'scenario' is {scenario!r}, not a string")
+    doc["scenario"] = check_text("scenario", scenario)
 
 
 def llmbar(spec: SetSpec, row: dict, doc: dict) -> None:

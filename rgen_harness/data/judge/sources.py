@@ -13,11 +13,14 @@ for offline demos; not rows of the published sets).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from rgen_harness.data.local_files import BadLine
+
+__all__ = ["SETS", "BadLine", "SetSpec", "get_spec", "local_path", "read_rows"]
 
 Kind = Literal["pandalm", "autoj", "llmbar", "mtbench"]
 
@@ -48,6 +51,12 @@ class SetSpec:
     def has_ties(self) -> bool:
         """Whether gold labels include ties (macro-F1 over 3 classes) or not (2 classes)."""
         return self.kind != "llmbar"
+
+    @property
+    def default_prompt(self) -> str:
+        """The judge prompt used unless the run names one: forced choice (no tie, read as
+        LLMBar's evaluator reads it) on LLMBar, whose pairs have no ties; `judge_v1` elsewhere."""
+        return "judge_forced_v1" if self.kind == "llmbar" else "judge_v1"
 
 
 SETS: dict[str, SetSpec] = {
@@ -123,39 +132,41 @@ def describe(spec: SetSpec, path: Path | None) -> str:
 
 def read_rows(spec: SetSpec, path: Path | None) -> list[Any]:
     """Raw rows as Python objects (no schema inference: one odd row cannot break the rest;
-    PandaLM has JSON booleans among its string responses)."""
+    PandaLM has JSON booleans among its string responses).
+
+    Files are read by rgen_harness.data.local_files: JSONL split on "\\n" only (a row whose text
+    holds U+2028 stays one row), each line decoded on its own (a line that is not UTF-8 or not
+    JSON becomes a `BadLine` naming the file and line, counted as a malformed row), a UTF-8 BOM
+    ignored; a .json file that cannot be parsed, or a file with no rows, is a named error."""
     if path is None and spec.hub is not None:
         import datasets  # honours HF_ENDPOINT / HF_HUB_OFFLINE like any hub download
 
         return datasets.load_dataset(spec.hub[0], split=spec.hub[1]).to_list()
+    from rgen_harness.data.local_files import read_json, read_jsonl
+
+    # A download's cached name need not keep the URL's suffix: the suffix says the format.
+    suffix = Path(spec.url).suffix.lower() if path is None else path.suffix.lower()
     if path is None:
         path = Path(_download(spec.url))
-    suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".json":
-        data = json.loads(text)
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: a .json file must hold a list of rows, not {type(data)}")
-        return data
-    rows: list[Any] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            # Kept as a row so that it is counted as a malformed row like any other.
-            rows.append(BadLine(f"line {lineno} is not JSON: {e}"))
+        rows = pq.read_table(path).to_pylist()
+    elif suffix == ".json":
+        blank = not path.read_bytes().strip(b" \t\r\n\xef\xbb\xbf")
+        rows = [] if blank else read_json(path)
+    else:
+        rows = [
+            BadLine(row.line, f"{path} {row.reason}") if isinstance(row, BadLine) else row
+            for row in read_jsonl(path)
+        ]
+    if not rows:
+        raise ValueError(
+            f"{path} holds no rows: give a {spec.name} file with at least one row in its "
+            f"published schema (a JSON list, or one JSON object per line for .jsonl), or "
+            f'--metadata \'{{"{spec.path_key}": "{SAMPLE}"}}\' for the bundled sample rows.'
+        )
     return rows
-
-
-@dataclass(frozen=True)
-class BadLine:
-    reason: str
 
 
 def _download(url: str) -> str:

@@ -2,10 +2,10 @@
 
 `process_results` returns the same small record for every metric of a doc:
 `{"gold": int, "pred": [original, swapped], "shown": [...], "error": [...], "votes": [...],
-"turn": int, "skipped": 0|1}` (`pred` in the dataset's order, `shown` as the judge saw each
-order, `error` '' / 'unparsed' / 'failed' per order). lm-eval hands each metric's aggregation
-the list of all records; the functions here pick what they need. A skipped doc counts only in
-`skipped`; a failed or unparsed judgment is a missing verdict everywhere else.
+"turn": int, "scenario": str, "skipped": 0|1}` (`pred` in the dataset's order, `shown` as the
+judge saw each order, `error` '' / 'unparsed' / 'failed' per order). lm-eval hands each
+metric's aggregation the list of all records; the functions here pick what they need. A skipped
+doc counts only in `skipped`; a failed or unparsed judgment is a missing verdict everywhere else.
 """
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ def _order(records, index):
 
 def _prf(records, labels, which):
     return m.macro_prf(*_pooled(records), labels)[which]
+
+
+def _pandalm(records, labels, which):
+    """PandaLM's way: the given order only, a missing verdict read as a tie."""
+    rs = _gold(records)
+    gold = [r["gold"] for r in rs]
+    pred = m.missing_as_tie([r["pred"][0] for r in rs])
+    if which == "accuracy":
+        return m.accuracy(gold, pred)
+    return m.macro_prf(gold, pred, labels)[("precision", "recall", "f1").index(which)]
 
 
 def agreement_both(records, labels):
@@ -126,8 +136,29 @@ EXTRA: dict[str, dict[str, tuple[Aggregation, bool]]] = {
         for tie in (True, False)
     },
 }
+# The figures each set's authors report, computed their way (see rgen_harness.metrics.judge);
+# they lead each set's metrics. Auto-J's and LLMBar's are project metrics under their names.
+AUTHORS: dict[str, tuple[str, ...]] = {
+    "pandalm": (
+        "pandalm_accuracy",
+        "pandalm_macro_precision",
+        "pandalm_macro_recall",
+        "pandalm_macro_f1",
+    ),
+    "autoj": ("agreement_both", "consistency", "accuracy_original"),
+    "llmbar": ("accuracy", "positional_agreement"),
+    "mtbench": ("agreement_turn1_notie", "agreement_turn2_notie"),
+}
+PANDALM: dict[str, tuple[Aggregation, bool]] = {
+    "pandalm_accuracy": (functools.partial(_pandalm, which="accuracy"), True),
+    "pandalm_macro_precision": (functools.partial(_pandalm, which="precision"), True),
+    "pandalm_macro_recall": (functools.partial(_pandalm, which="recall"), True),
+    "pandalm_macro_f1": (functools.partial(_pandalm, which="f1"), True),
+}
 
 
 def metrics_for(kind: str) -> dict[str, tuple[Aggregation, bool]]:
+    """Every metric of a set kind, the authors' figures first."""
     gold = {} if kind == "mtbench" else GOLD
-    return {**gold, **EXTRA[kind], **COMMON}
+    every = {**(PANDALM if kind == "pandalm" else {}), **gold, **EXTRA[kind], **COMMON}
+    return {**{name: every[name] for name in AUTHORS[kind]}, **every}

@@ -28,6 +28,7 @@ from rgen_harness.metrics.judge import FLIP
 from rgen_harness.prompts.judge import load_judge_prompt
 from rgen_harness.tasks.judge import reward
 from rgen_harness.tasks.judge.aggregate import metrics_for
+from rgen_harness.tasks.judge.keys import check_keys
 
 ORDERS = ("original", "swapped")
 NOTHING_TO_GENERATE = "judged by the reward model (nothing to generate)"
@@ -51,10 +52,12 @@ class PairwiseJudgeTask(ConfigurableTask):
     def __init__(self, config: dict | None = None, **kwargs) -> None:
         config = dict(config or {})
         config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
+        # A misspelt key would otherwise run with a default: checked before the data is read.
+        check_keys(dict(config.get("metadata") or {}), task=str(config.get("task")))
         super().__init__(config=config, **kwargs)
         metadata = self.config.metadata or {}
         self.spec = get_spec(metadata.get("judge_set"))
-        self.prompt = load_judge_prompt(metadata.get("judge_prompt"))
+        self.prompt = load_judge_prompt(metadata.get("judge_prompt") or self.spec.default_prompt)
         self.mode = reward.read_mode(metadata)
         # A reward model scores each response alone: the order cannot matter, judge once.
         self.swap = read_swap(metadata.get("judge_swap", True)) and self.mode == "model"
@@ -171,6 +174,7 @@ class PairwiseJudgeTask(ConfigurableTask):
             "gold": doc["gold"],
             "turn": doc["turn"],
             "votes": list(doc["votes"]),
+            "scenario": doc["scenario"],
             "skipped": int(skipped),
             "pred": [] if skipped else [j["verdict_in_dataset_order"] for j in judgments],
             "shown": [] if skipped else [j["verdict"] for j in judgments],
