@@ -24,6 +24,13 @@ from typing import Any
 class WriteFailed(OSError):
     """A file or folder that could not be written; the message says which and what to do."""
 
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.errno = message, code
+
+    def __str__(self) -> str:
+        return self.message
+
 
 def explain(error: OSError, path: str | Path, setting: str | None = None) -> WriteFailed:
     """A `WriteFailed` for `error` raised while writing `path`."""
@@ -38,7 +45,7 @@ def explain(error: OSError, path: str | Path, setting: str | None = None) -> Wri
     else:
         fix = "check the path"
     other = f" or set {setting} to another folder" if setting else ""
-    return WriteFailed(error.errno, f"{where}cannot write {path}: {reason}; {fix}{other}.")
+    return WriteFailed(f"{where}cannot write {path}: {reason}; {fix}{other}.", error.errno)
 
 
 @contextlib.contextmanager

@@ -489,7 +489,7 @@ def _execute(run: PlannedRun, stream) -> int:
     log_path = run.out_dir / LOG_FILE
     masker = _LineMasker(run.secrets)
     try:
-        logf = open(log_path, "ab")  # noqa: SIM115 (closed below)
+        logf = open(log_path, "ab", buffering=0)  # noqa: SIM115 (closed below)
     except OSError as e:
         raise explain(e, log_path, "output_dir") from None
     proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -501,7 +501,6 @@ def _execute(run: PlannedRun, stream) -> int:
             if data:
                 try:
                     logf.write(data)
-                    logf.flush()
                 except OSError as e:
                     raise explain(e, log_path, "output_dir") from None
                 try:
@@ -525,7 +524,8 @@ def _execute(run: PlannedRun, stream) -> int:
                 )
         raise
     finally:
-        logf.close()
+        with contextlib.suppress(OSError):
+            logf.close()
     _mask_results(run)
     record.update(wall_s=round(time.perf_counter() - start, 3), returncode=code)
     _write_json(run.out_dir / RUN_FILE, record)
