@@ -84,7 +84,8 @@ def _alive(pid: int) -> bool:
 
 
 def _files(root) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    paths = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): p.read_bytes() for p in paths}
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -115,9 +116,9 @@ def test_second_study_on_the_same_folder_is_refused_with_the_holder_pid(tmp_path
     fake = FakeLmEval(monkeypatch)
     config = parse_study_config(base_config(tmp_path))
     config.study_dir.mkdir(parents=True)
-    with runner.StudyLock(config.study_dir):
-        with pytest.raises(runner.StudyBusy, match=rf"pid {os.getpid()}\) is running in"):
-            study(base_config(tmp_path))
+    busy = pytest.raises(runner.StudyBusy, match=rf"pid {os.getpid()}\) is running in")
+    with runner.StudyLock(config.study_dir), busy:
+        study(base_config(tmp_path))
     assert fake.calls == []
     outcome, _ = study(base_config(tmp_path))  # released: the study runs
     assert outcome.done == ["first/deita"]
@@ -274,9 +275,10 @@ def test_no_secret_in_any_file_the_study_writes(tmp_path, monkeypatch, tiny_dir)
     for route, secret in SECRETS.items():
         assert secret not in out.getvalue(), f"{route} secret printed"
     # Values from the environment are recorded as written.
-    assert json.loads((tmp_path / "study/study.json").read_text())["models"][0]["model_args"][
-        "token"
-    ] == "${HF_TOKEN}"
+    assert (
+        json.loads((tmp_path / "study/study.json").read_text())["models"][0]["model_args"]["token"]
+        == "${HF_TOKEN}"
+    )
     run = json.loads((tmp_path / "study/runs/first/deita/run.json").read_text())
     assert run["settings"]["model_args"]["token"] == "${HF_TOKEN}"
     assert run["settings"]["model_args"]["api_key"] == "***"
