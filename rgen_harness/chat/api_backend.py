@@ -248,12 +248,17 @@ class ApiChatBackend:
 
     async def _post(self, session, sem: asyncio.Semaphore, payload: dict) -> Generation:
         """One request with lm-eval's retry policy; never raises for a request's own failure."""
+        from urllib.parse import urlsplit
+
         from aiohttp import ClientError
 
         from rgen_harness.redact import mask_text, mask_url
 
         lm = self.lm
         url = mask_url(str(lm.base_url))
+        # The credentials themselves, masked wherever a server echoes them back.
+        secrets = (str(getattr(lm, "api_key", "") or ""), urlsplit(str(lm.base_url)).password)
+        secrets = tuple(s for s in secrets if s)
         attempts = max(1, int(getattr(lm, "max_retries", 3)))
         timeout = float(getattr(lm, "timeout", 300))
         error = "no attempt made"
@@ -280,7 +285,7 @@ class ApiChatBackend:
                     error = f"unreadable response from {url}: {type(e).__name__}: {e}"
                 finally:
                     watch.cancel()
-            error = mask_text(error)
+            error = mask_text(error, secrets)
             if not retryable or attempt == attempts:
                 break
             # lm-eval's back-off: wait_exponential(multiplier=0.5, min=1, max=10)

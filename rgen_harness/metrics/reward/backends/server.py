@@ -106,6 +106,9 @@ class ServerRewardBackend:
         backoff: float = 0.5,
     ) -> None:
         clean, self._auth = split_credentials(url)
+        password = urllib.parse.unquote(urllib.parse.urlsplit(url).password or "")
+        # The credentials themselves, masked wherever a server echoes them back.
+        self._secrets = tuple(v for v in (password, *self._auth.values()) if v)
         self.endpoint = clean.rstrip("/") + "/pooling"
         self.model = model
         self.timeout = timeout
@@ -161,9 +164,9 @@ class ServerRewardBackend:
             except (ValueError, KeyError, TypeError, IndexError) as e:
                 last_error = f"malformed /pooling answer from {self.endpoint}: {e}"
                 break
-            last_error = mask_text(last_error)
+            last_error = mask_text(last_error, self._secrets)
             log.warning("reward server attempt %d failed: %s", attempt + 1, last_error)
-        raise BackendError(mask_text(last_error))
+        raise BackendError(mask_text(last_error, self._secrets))
 
     def close(self) -> None:
         pass
