@@ -19,7 +19,14 @@ backend instead:
   server's message; the run goes on;
 - **token figures** come from the server's `usage` when it reports one;
 - **concurrency and retries** are the model's own settings (`num_concurrent`, `max_retries`,
-  `timeout`), with lm-eval's back-off (exponential, 1 s to 10 s).
+  `timeout`; lm-eval's defaults: 3 attempts of up to 300 s), with lm-eval's back-off
+  (exponential, 1 s to 10 s), or the wait a 429/503 answer's `Retry-After` asks (at most
+  `MAX_RETRY_AFTER` s); a request unanswered after `WAIT_WARNING_S` seconds is announced with a
+  warning (again every as long), and one that times out is recorded as a timeout with the
+  seconds it waited;
+- **credentials** never reach a record: the reason of a failed conversation (the server's
+  error text, the URL) is masked (`rgen_harness.redact`); a `base_url` with `user:password@`
+  and an `api_key` at once is refused at start (HTTP cannot send both).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any
 from rgen_harness.chat.generation import DEFAULT_MAX_GEN_TOKS, Generation
 from rgen_harness.chat.protocol import Message
 from rgen_harness.chat.special_tokens import template_tokens
+from rgen_harness.http_retry import MAX_RETRY_AFTER, WAIT_WARNING_S, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,37 @@ def _has_chat_template(tokenizer) -> bool:
     return tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
 
 
+def _check_credentials(lm, name: str) -> None:
+    """aiohttp refuses a request that has both URL credentials and an Authorization header."""
+    from urllib.parse import urlsplit
+
+    from rgen_harness.redact import mask_url
+
+    url = str(getattr(lm, "base_url", "") or "")
+    headers = getattr(lm, "header", None) or {}
+    has_auth = any(str(k).lower() == "authorization" for k in headers)
+    if has_auth and (urlsplit(url).username is not None):
+        raise ApiModelUnusable(
+            f"{name}: base_url={mask_url(url)!r} carries credentials (user:password@) and an "
+            "api_key is set too; HTTP sends only one. Remove the user-info from base_url or "
+            "the api_key."
+        )
+
+
+async def _announce(what: str, timeout: float) -> None:
+    """Warn every WAIT_WARNING_S seconds until cancelled (the request was answered)."""
+    waited = 0.0
+    while True:
+        await asyncio.sleep(WAIT_WARNING_S)
+        waited += WAIT_WARNING_S
+        log.warning(
+            "%s: no answer after %.0f s (gives up after %.0f s: timeout in --model_args)",
+            what,
+            waited,
+            timeout,
+        )
+
+
 class ApiChatBackend:
     """The ChatBackend of an lm-eval `TemplateAPI` model."""
 
@@ -123,6 +162,7 @@ class ApiChatBackend:
                 "vLLM: its --max-model-len), e.g. --model_args model=...,base_url=...,"
                 "max_length=8192."
             )
+        _check_credentials(lm, name)
         # lm-eval keeps one token for generation: max_length - 1.
         self.max_length = int(lm.max_length)
         if self.chat and not _has_chat_template(self.tokenizer):
@@ -208,30 +248,53 @@ class ApiChatBackend:
 
     async def _post(self, session, sem: asyncio.Semaphore, payload: dict) -> Generation:
         """One request with lm-eval's retry policy; never raises for a request's own failure."""
+        from urllib.parse import urlsplit
+
         from aiohttp import ClientError
 
+        from rgen_harness.redact import mask_text, mask_url
+
         lm = self.lm
+        url = mask_url(str(lm.base_url))
+        # The credentials themselves, masked wherever a server echoes them back.
+        secrets = (str(getattr(lm, "api_key", "") or ""), urlsplit(str(lm.base_url)).password)
+        secrets = tuple(s for s in secrets if s)
         attempts = max(1, int(getattr(lm, "max_retries", 3)))
+        timeout = float(getattr(lm, "timeout", 300))
         error = "no attempt made"
         for attempt in range(1, attempts + 1):
             retryable = True
-            try:
-                async with sem, session.post(lm.base_url, json=payload, headers=lm.header) as r:
-                    if r.ok:
-                        outputs = await r.json(content_type=None)
-                        return self._generation(outputs)
-                    body = (await r.text())[:ERROR_TEXT_LIMIT]
-                    error = f"HTTP {r.status} from {lm.base_url}: {body}"
-                    retryable = r.status >= 500 or r.status in RETRYABLE_STATUS
-            except (ClientError, asyncio.TimeoutError) as e:
-                error = f"request to {lm.base_url} failed: {type(e).__name__}: {e}"
-            except (ValueError, KeyError, IndexError, TypeError) as e:
-                error = f"unreadable response from {lm.base_url}: {type(e).__name__}: {e}"
+            asked = None
+            async with sem:
+                what = f"request to {url} (attempt {attempt} of {attempts})"
+                watch = asyncio.ensure_future(_announce(what, timeout))
+                try:
+                    async with session.post(lm.base_url, json=payload, headers=lm.header) as r:
+                        if r.ok:
+                            outputs = await r.json(content_type=None)
+                            return self._generation(outputs)
+                        body = (await r.text())[:ERROR_TEXT_LIMIT]
+                        error = f"HTTP {r.status} from {url}: {body}"
+                        retryable = r.status >= 500 or r.status in RETRYABLE_STATUS
+                        asked = retry_after(r.headers.get("Retry-After"))
+                except asyncio.TimeoutError:
+                    error = f"request to {url} timed out after {timeout:g} s (timeout={timeout:g})"
+                except ClientError as e:
+                    error = f"request to {url} failed: {type(e).__name__}: {e}"
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    error = f"unreadable response from {url}: {type(e).__name__}: {e}"
+                finally:
+                    watch.cancel()
+            error = mask_text(error, secrets)
             if not retryable or attempt == attempts:
                 break
-            log.info("%s; retry %d of %d", error, attempt, attempts - 1)
             # lm-eval's back-off: wait_exponential(multiplier=0.5, min=1, max=10)
-            await asyncio.sleep(min(10.0, max(1.0, 0.5 * 2 ** (attempt - 1))))
+            wait = min(10.0, max(1.0, 0.5 * 2 ** (attempt - 1)))
+            if asked is not None:
+                wait = min(asked, MAX_RETRY_AFTER)
+                error += f" (Retry-After: {asked:g} s)"
+            log.info("%s; retry %d of %d in %g s", error, attempt, attempts - 1, wait)
+            await asyncio.sleep(wait)
         log.warning("request failed, the conversation is counted as failed: %s", error)
         return Generation(text="", error=error)
 

@@ -108,9 +108,12 @@ def run_metadata(samples_file: Path, task: str) -> dict:
 
 
 def rescored_base(samples_file: Path) -> dict:
-    """Top-level keys of the original run to carry over, its model marked as rescored."""
+    """Top-level keys of the original run to carry over, its model marked as rescored, with
+    credentials (a token in its model_args, a password in a URL) masked."""
+    from rgen_harness.redact import mask_data
+
     original = run_results(samples_file)
-    base = {k: v for k, v in original.items() if k in CARRIED_KEYS}
+    base = mask_data({k: v for k, v in original.items() if k in CARRIED_KEYS})
     name = original.get("model_name") or samples_file.parent.name
     base["model_name"] = f"{name} (rescored)"
     base["rescored_from"] = str(samples_file.parent)
@@ -118,11 +121,28 @@ def rescored_base(samples_file: Path) -> dict:
 
 
 def run(args) -> int:
+    from rgen_harness.file_writes import WriteFailed, explain
+
+    try:
+        return _run(args)
+    except WriteFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.filename is None or isinstance(e, FileNotFoundError):
+            raise
+        print(f"error: {explain(e, e.filename, '--output-dir')}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    from rgen_harness.file_writes import check_writable
     from rgen_harness.metrics.reward.samples import rescore_file, write_results
 
     files = find_samples(args.path)
     root = args.path if args.path.is_dir() else args.path.parent
     out_root = args.output_dir or root / "rescored"
+    check_writable(out_root, "--output-dir")
     given = {k: v for k, v in vars(args).items() if k.startswith("reward_") and v is not None}
     if args.scorers is not None:
         given["scorers"] = args.scorers

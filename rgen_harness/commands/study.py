@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -22,29 +24,64 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from rgen_harness.file_writes import WriteFailed, explain
     from rgen_harness.study.config import StudyConfigError, load_study_config
+    from rgen_harness.study.runner import OutputClosed
+
+    try:
+        return _run(args, load_study_config(args.config))
+    except StudyConfigError as e:
+        _error(str(e))
+        return 2
+    except OutputClosed as e:
+        _quiet_stdout()
+        _error(str(e))
+        return 1
+    except BrokenPipeError:
+        _quiet_stdout()
+        _error("the output of `rgen-harness study` was closed; run it again to resume.")
+        return 1
+    except WriteFailed as e:
+        _error(str(e))
+        return 1
+    except OSError as e:  # a write outside the checked folders (e.g. a plot)
+        _error(str(explain(e, e.filename or "a file")))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args, config) -> int:
     from rgen_harness.study.report import build_report
     from rgen_harness.study.runner import run_study
 
-    try:
-        config = load_study_config(args.config)
-        outcome = run_study(config, only=args.only, dry_run=args.dry_run)
-    except StudyConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    report = not args.dry_run and not args.no_report
+    outcome = run_study(config, only=args.only, dry_run=args.dry_run, report=report)
     print(
         f"[study] {config.name}: {len(outcome.done)} run(s) done, {len(outcome.skipped)} "
         f"skipped (finished earlier), {len(outcome.failed)} failed"
-        + (f": {', '.join(outcome.failed)}" if outcome.failed else "")
+        + (f": {', '.join(outcome.failed)}" if outcome.failed else ""),
+        flush=True,
     )
-    if not args.dry_run and not args.no_report:
+    if report:
         files = build_report(config.study_dir, config.results_dir)
         print(
             f"[study] report: {files.markdown} (+ {files.csv.name}, {files.json.name}, "
-            f"{len(files.plots)} plots)"
+            f"{len(files.plots)} plots)",
+            flush=True,
         )
         if files.problems:
             print(f"[study] {len(files.problems)} problem(s) listed under Problems in the report")
     return 1 if outcome.failed else 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit does not report the closed pipe again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _error(message: str) -> None:
+    """One line on stderr; a closed stderr is not worth a traceback."""
+    with contextlib.suppress(OSError):
+        print(f"error: {message}", file=sys.stderr, flush=True)

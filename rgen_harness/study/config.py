@@ -4,7 +4,9 @@ A YAML file (see `rgen_harness/configs/study_default.yaml`) is read ONCE into th
 dataclasses below. Every key is checked: an unknown key is an error that names where it is and
 suggests the closest valid key; a value of the wrong type is an error that names the key, the
 value and the expected type. `${VAR}` and `${VAR:-default}` in string values are replaced from
-the environment (an unset variable without a default is an error).
+the environment (an unset variable without a default is an error). The study records and the
+report show such a value as it is written in the config (`${HF_TOKEN}`), never its value, and
+credentials are masked there (see `StudyConfig.recorded` and `rgen_harness.redact`).
 
 Relative paths (model paths, data path, output folders) are relative to the working directory,
 as for any command line tool.
@@ -128,6 +130,11 @@ class StudyConfig:
     notice: str | None = None  # printed at the top of the report (e.g. "smoke run")
     report: ReportSpec = field(default_factory=ReportSpec)
     tiny_models: tuple[TinyModelSpec, ...] = ()
+    # Strings taken from the environment: (expanded string, the string as written, the values
+    # of its variables). Set by `parse_study_config`; not a config key.
+    env_refs: tuple[tuple[str, str, tuple[str, ...]], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
 
     @property
     def study_dir(self) -> Path:
@@ -164,7 +171,38 @@ class StudyConfig:
         return {k: v for k, v in dataclasses.asdict(self.generation).items() if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The resolved config as written to study.json: see `recorded`."""
+        data = dataclasses.asdict(self)
+        data.pop("env_refs", None)
+        return self.recorded(data)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values this config took from environment variables (masked in any text)."""
+        return tuple(sorted({v for _, _, values in self.env_refs for v in values if v}))
+
+    def recorded(self, value: Any) -> Any:
+        """A JSON-like value as the study records it: every string taken from the environment
+        shown as written (`${HF_TOKEN}`), also inside longer strings (a command line), then
+        credentials masked (`rgen_harness.redact.mask_data`)."""
+        from rgen_harness.redact import mask_data
+
+        refs = sorted(((e, w) for e, w, _ in self.env_refs if e), key=lambda r: -len(r[0]))
+
+        def undo(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: undo(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [undo(x) for x in v]
+            if isinstance(v, str):
+                for expanded, written in refs:
+                    if v == expanded:
+                        return written
+                for expanded, written in refs:
+                    if len(expanded) >= 4:
+                        v = v.replace(expanded, written)
+            return v
+
+        return mask_data(undo(value), self.secret_values())
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -187,7 +225,9 @@ def load_study_config(path: str | Path) -> StudyConfig:
 def parse_study_config(raw: Any, source: str = "study config") -> StudyConfig:
     if not isinstance(raw, dict):
         raise StudyConfigError(f"{source}: the top level must be a mapping of keys, not {raw!r}")
-    config = _build(StudyConfig, _expand_env(raw, source), source)
+    refs: list[tuple[str, str, tuple[str, ...]]] = []
+    config = _build(StudyConfig, _expand_env(raw, source, refs), source)
+    object.__setattr__(config, "env_refs", tuple(dict.fromkeys(refs)))
     _check(config, source)
     return config
 
@@ -300,10 +340,12 @@ def _build(cls: type, data: Any, where: str):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
-        if key not in fields:
+        if key not in fields or not fields[key].init:
             raise StudyConfigError(f"{where}: " + _unknown("key", str(key), list(fields)))
     kwargs = {}
     for name, f in fields.items():
+        if not f.init:
+            continue
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], f"{where}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -367,17 +409,21 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     raise StudyConfigError(f"{where}: unsupported type {tp!r}")  # a bug in this module
 
 
-def _expand_env(value: Any, where: str) -> Any:
+def _expand_env(value: Any, where: str, refs: list) -> Any:
+    """`value` with `${VAR}`s replaced; each expanded string is added to `refs` as
+    (expanded, as written, the values of its variables)."""
     if isinstance(value, dict):
-        return {k: _expand_env(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _expand_env(v, f"{where}.{k}", refs) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, where) for v in value]
+        return [_expand_env(v, where, refs) for v in value]
     if not isinstance(value, str) or "${" not in value:
         return value
+    values: list[str] = []
 
     def sub(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
         if name in os.environ:
+            values.append(os.environ[name])
             return os.environ[name]
         if default is not None:
             return default
@@ -386,4 +432,6 @@ def _expand_env(value: Any, where: str) -> Any:
             f"${{{name}:-<default>}} in the config"
         )
 
-    return _VAR_RE.sub(sub, value)
+    expanded = _VAR_RE.sub(sub, value)
+    refs.append((expanded, value, tuple(values)))
+    return expanded

@@ -166,8 +166,11 @@ def reward_vs_length(models: list[ModelResults], out: Path) -> Path | None:
 
 
 def _save(fig, path: Path) -> Path:
+    from rgen_harness.file_writes import replacing
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip("."))
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rgen_harness.file_writes import replacing, write_text
+from rgen_harness.redact import mask_data, mask_text
 from rgen_harness.study import plots
 from rgen_harness.study.collect import Collection, collect
 from rgen_harness.study.stats import __doc__ as STATS_METHODS
@@ -98,13 +100,12 @@ def build_report(
         "problems": collection.problems,
     }
     json_path = out / "leaderboard.json"
-    json_path.write_text(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False) + "\n")
+    payload = mask_data(_jsonable(payload))
+    write_text(json_path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     csv_path = out / "leaderboard.csv"
-    _write_csv(csv_path, [flatten(r) for r in rows])
+    _write_csv(csv_path, [mask_data(flatten(r)) for r in rows])
     md_path = out / "leaderboard.md"
-    md_path.write_text(
-        _markdown(collection, rows, settings, drawn, out, judge_section), encoding="utf-8"
-    )
+    write_text(md_path, mask_text(_markdown(collection, rows, settings, drawn, out, judge_section)))
     return ReportFiles(md_path, csv_path, json_path, drawn, rows, collection.problems)
 
 
@@ -125,7 +126,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     columns: list[str] = []
     for r in rows:
         columns += [k for k in r if k not in columns]
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for r in rows:

@@ -18,10 +18,19 @@ see `rgen_harness.study.inputs`) is never mixed with new ones: the study stops a
 folder to delete. So does an unreadable run.json, since the settings of the results beside it
 can no longer be checked. An unreadable results file is set aside and the run starts again.
 Broken cache files are set aside before lm_eval starts (see `rgen_harness.cache_files`).
+
+Records describe the run that ran: study.json and subset.json are written only once the study
+proceeds (a dry run, or a study refused for changed settings, writes nothing), every record is
+written whole (`rgen_harness.file_writes`), and values from `${VAR}` appear as written and
+credentials masked (`StudyConfig.recorded`); lm_eval's own output (its log, its results JSON)
+is masked the same way. One study at a time per output folder: `study.lock` holds the running
+study's pid, and a second study on the same folder is refused at once, naming it. The output,
+report and reward cache folders are test-written before the first run starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,6 +50,16 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 STUDY_FILE = "study.json"
 SUBSET_FILE = "subset.json"
+LOCK_FILE = "study.lock"
+LOG_FILE = "lm_eval.log"
+
+
+class StudyBusy(StudyConfigError):
+    """Another study holds the output folder's lock."""
+
+
+class OutputClosed(RuntimeError):
+    """The stream the study prints to was closed (e.g. `| head`); lm_eval has been stopped."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +73,16 @@ class PlannedRun:
     argv: tuple[str, ...]
     out_dir: Path
     cache: Path
+    recorded_settings: dict  # `settings` as run.json shows them (see StudyConfig.recorded)
+    command: str  # the lm_eval command line as records and the console show it
+    secrets: tuple[str, ...] = ()  # values masked in lm_eval's output
 
     @property
     def fingerprint(self) -> str:
-        text = json.dumps(self.settings, sort_keys=True, ensure_ascii=False)
+        """Hash of the settings with credentials masked (a new token is not a new run)."""
+        from rgen_harness.redact import mask_data
+
+        text = json.dumps(mask_data(self.settings), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -65,9 +90,7 @@ class PlannedRun:
         return f"{self.model.name}/{self.key}"
 
     def shell_command(self) -> str:
-        import shlex
-
-        return "lm_eval " + " ".join(shlex.quote(a) for a in self.argv[3:])
+        return self.command
 
 
 def run_state(run: PlannedRun) -> str:
@@ -86,7 +109,9 @@ def run_state(run: PlannedRun) -> str:
                 f"whether they changed since. Delete {run.out_dir} to run {run.label} again "
                 "(cached generations are reused)."
             )
-        changed = ", ".join(_changed(old, run.settings))
+        changed = ", ".join(_changed(old, run.recorded_settings)) or (
+            "a value taken from the environment or a credential"
+        )
         raise StudyConfigError(
             f"{run.out_dir} was run with different settings (changed: {changed}). "
             f"Delete that folder to run {run.label} again with the new settings, or restore the "
@@ -197,7 +222,21 @@ def _finish(model, key, tasks, argv, settings, config, study_dir) -> PlannedRun:
     ]
     settings = {**settings, "tasks": list(tasks)}
     full = (sys.executable, "-m", "lm_eval", *argv)
-    return PlannedRun(model, key, tuple(tasks), settings, full, out_dir, cache)
+    import shlex
+
+    command = "lm_eval " + " ".join(shlex.quote(a) for a in config.recorded(argv))
+    return PlannedRun(
+        model,
+        key,
+        tuple(tasks),
+        settings,
+        full,
+        out_dir,
+        cache,
+        recorded_settings=config.recorded(settings),
+        command=command,
+        secrets=config.secret_values(),
+    )
 
 
 def _deita_run(config, model, subset, study_dir) -> PlannedRun:
@@ -262,20 +301,86 @@ class StudyOutcome:
 
 
 def prepare(config: StudyConfig) -> dict | None:
-    """Build declared tiny models, write study.json and subset.json; return the subset."""
-    study_dir = config.study_dir
-    study_dir.mkdir(parents=True, exist_ok=True)
+    """Build declared tiny models; return the subset. Writes no study record."""
     if config.tiny_models:
         from rgen_harness.smoke.tiny_models import build_chat_model, build_reward_model
 
         for t in config.tiny_models:
             build = build_chat_model if t.kind == "chat" else build_reward_model
             build(Path(t.path), arch=t.arch, seed=t.seed)
-    subset = subset_indices(config)
+    return subset_indices(config)
+
+
+def write_records(config: StudyConfig, subset: dict | None) -> None:
+    """study.json and subset.json, written when the study proceeds (never by a dry run)."""
+    from rgen_harness.file_writes import write_json
+
     if subset is not None:
-        _write_json(study_dir / SUBSET_FILE, subset)
-    _write_json(study_dir / STUDY_FILE, config.to_dict())
-    return subset
+        write_json(config.study_dir / SUBSET_FILE, config.recorded(subset), setting="output_dir")
+    write_json(config.study_dir / STUDY_FILE, config.to_dict(), setting="output_dir")
+
+
+def check_locations(config: StudyConfig, *, report: bool, reward_cache: bool) -> None:
+    """Create and test-write every folder the study will write to, before any run starts;
+    `WriteFailed` names the setting and the path."""
+    from rgen_harness.file_writes import check_writable
+
+    check_writable(config.study_dir, "output_dir")
+    if report:
+        check_writable(config.results_dir, "report_dir")
+    if reward_cache:
+        from rgen_harness.metrics.reward.cache import check_folder
+        from rgen_harness.study.inputs import reward_cache_dir
+
+        check_folder(reward_cache_dir(config), "reward.cache")
+
+
+class StudyLock:
+    """`<output_dir>/study.lock`: an exclusive `flock` held while a study runs, with its pid.
+    The system releases it when the process ends, however it ends, so a stale file never
+    blocks a later study."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.path = study_dir / LOCK_FILE
+        self._file = None
+
+    def acquire(self) -> StudyLock:
+        import fcntl
+
+        from rgen_harness.file_writes import explain
+
+        try:
+            f = open(self.path, "a+")  # noqa: SIM115 (held until release)
+        except OSError as e:
+            raise explain(e, self.path, "output_dir") from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise StudyBusy(
+                f"another rgen-harness study (pid {holder}) is running in {self.path.parent}. "
+                "Wait for it to end, or give this study another output_dir (the lock "
+                f"{self.path} is released when that process exits)."
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the flock
+            self._file = None
+
+    def __enter__(self) -> StudyLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def run_study(
@@ -284,9 +389,10 @@ def run_study(
     only: list[str] | None = None,
     dry_run: bool = False,
     stream=None,
+    report: bool = True,
 ) -> StudyOutcome:
-    from tqdm import tqdm
-
+    """Run the planned runs (`report`: the report folder will be written afterwards, so it is
+    checked too). A dry run only prints the plan."""
     stream = stream or sys.stdout
     for name in only or []:
         config.model(name)  # unknown name -> error with a suggestion
@@ -296,13 +402,25 @@ def run_study(
     # model finished on other data or settings must not stand beside new ones.
     states = {r.label: run_state(r) for r in planned}
     runs = [r for r in planned if not only or r.model.name in only]
-    outcome = StudyOutcome([], [], [])
-    if not dry_run and any(states[r.label] != "done" and r.key == "deita" for r in runs):
-        from rgen_harness.metrics.reward.cache import check_folder
-        from rgen_harness.study.inputs import reward_cache_dir
+    if dry_run:
+        return _run(runs, states, stream, dry_run=True)
+    needs_cache = any(states[r.label] != "done" and r.key == "deita" for r in runs)
+    from rgen_harness.file_writes import check_writable
 
-        check_folder(reward_cache_dir(config))
-    bar = tqdm(runs, desc=f"study {config.name}", unit="run", file=sys.stderr)
+    check_writable(config.study_dir, "output_dir")
+    with StudyLock(config.study_dir):
+        # Read again under the lock: another study may have finished runs meanwhile.
+        states = {r.label: run_state(r) for r in planned}
+        check_locations(config, report=report, reward_cache=needs_cache)
+        write_records(config, subset)
+        return _run(runs, states, stream, dry_run=False, name=config.name)
+
+
+def _run(runs, states, stream, *, dry_run: bool, name: str = "") -> StudyOutcome:
+    from tqdm import tqdm
+
+    outcome = StudyOutcome([], [], [])
+    bar = tqdm(runs, desc=f"study {name}", unit="run", file=sys.stderr, disable=dry_run)
     for run in bar:
         bar.set_postfix_str(run.label)
         state = states[run.label]
@@ -324,7 +442,7 @@ def run_study(
             _say(
                 stream,
                 f"[study] {run.label}: FAILED (exit code {code}); see "
-                f"{run.out_dir / 'lm_eval.log'}. The other models continue; run the study again "
+                f"{run.out_dir / LOG_FILE}. The other models continue; run the study again "
                 "to retry this one.",
             )
             outcome.failed.append(run.label)
@@ -355,40 +473,118 @@ def _check_generation_cache(run: PlannedRun) -> None:
 
 
 def _execute(run: PlannedRun, stream) -> int:
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    run.cache.parent.mkdir(parents=True, exist_ok=True)
+    from rgen_harness.file_writes import check_writable, explain
+
+    check_writable(run.out_dir, "output_dir")
+    check_writable(run.cache.parent, "output_dir")
     record = {
         "fingerprint": run.fingerprint,
-        "settings": run.settings,
+        "settings": run.recorded_settings,
         "command": run.shell_command(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     _write_json(run.out_dir / RUN_FILE, record)
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     start = time.perf_counter()
-    with open(run.out_dir / "lm_eval.log", "ab") as logf:
-        proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        try:
-            assert proc.stdout is not None
-            while chunk := proc.stdout.read1(65536):
-                logf.write(chunk)
-                logf.flush()
-                _write_bytes(stream, chunk)
-            code = proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            _say(
-                stream, f"\n[study] interrupted during {run.label}; run the same command to resume"
-            )
-            raise
+    log_path = run.out_dir / LOG_FILE
+    masker = _LineMasker(run.secrets)
+    try:
+        logf = open(log_path, "ab", buffering=0)  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise explain(e, log_path, "output_dir") from None
+    proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert proc.stdout is not None
+        while True:
+            chunk = proc.stdout.read1(65536)
+            data = masker.feed(chunk) if chunk else masker.flush()
+            if data:
+                try:
+                    logf.write(data)
+                except OSError as e:
+                    raise explain(e, log_path, "output_dir") from None
+                try:
+                    _write_bytes(stream, data)
+                except (BrokenPipeError, ValueError) as e:  # ValueError: a closed file
+                    raise OutputClosed(
+                        f"the output of `rgen-harness study` was closed ({e}) during "
+                        f"{run.label}; lm_eval was stopped. Run the same command to resume, "
+                        "with its output going to a terminal or a file."
+                    ) from None
+            if not chunk:
+                break
+        code = proc.wait()
+    except BaseException as e:
+        _stop(proc)
+        if isinstance(e, KeyboardInterrupt):
+            with contextlib.suppress(OSError, ValueError):
+                _say(
+                    stream,
+                    f"\n[study] interrupted during {run.label}; run the same command to resume",
+                )
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            logf.close()
+    _mask_results(run)
     record.update(wall_s=round(time.perf_counter() - start, 3), returncode=code)
     _write_json(run.out_dir / RUN_FILE, record)
     return code
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop lm_eval as Ctrl-C would (it saves nothing half-way), then for good."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class _LineMasker:
+    """Masks credentials in lm_eval's output line by line (a secret never straddles a cut)."""
+
+    LIMIT = 1 << 20
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = secrets
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        from rgen_harness.redact import mask_bytes
+
+        data = self.pending + chunk
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        if cut == 0 and len(data) < self.LIMIT:
+            self.pending = data
+            return b""
+        cut = cut or len(data)
+        self.pending = data[cut:]
+        return mask_bytes(data[:cut], self.secrets)
+
+    def flush(self) -> bytes:
+        from rgen_harness.redact import mask_bytes
+
+        data, self.pending = self.pending, b""
+        return mask_bytes(data, self.secrets) if data else b""
+
+
+def _mask_results(run: PlannedRun) -> None:
+    """lm_eval records its `--model_args` and task metadata in its results JSON: mask there
+    what the records mask (rewritten whole, only when something changes)."""
+    from rgen_harness.redact import mask_data
+
+    for path in run.out_dir.rglob("results_*.json"):
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, ValueError):
+            continue  # an unreadable file is the resume check's concern
+        masked = mask_data(data, run.secrets)
+        if masked != data:
+            _write_json(path, masked)
 
 
 def _write_bytes(stream, chunk: bytes) -> None:
@@ -407,6 +603,6 @@ def _say(stream, text: str) -> None:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    from rgen_harness.file_writes import write_json
+
+    write_json(path, data, setting="output_dir")

@@ -3,15 +3,20 @@ with the tiny reward model; HTTP errors are retried a bounded number of times, t
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from rgen_harness.chat.protocol import ChatResult, RoundRecord
+from rgen_harness.metrics.reward.backends import BackendError
+from rgen_harness.metrics.reward.backends import server as server_module
 from rgen_harness.metrics.reward.backends.hf import HFRewardBackend
+from rgen_harness.metrics.reward.backends.server import ServerRewardBackend
 from rgen_harness.metrics.reward.render import load_model_config
 from rgen_harness.metrics.reward.scorer import from_metadata
 from rgen_harness.metrics.scorers import ScoredItem
@@ -112,3 +117,82 @@ def test_http_500_is_retried_then_counted(tiny_dir, hf_backend):
         assert len(server.requests) == 6
     assert sum(r["reward_failed"] for r in rows) == 5
     assert all(math.isnan(r["reward"]) and r["reward_n"] == 0 for r in rows)
+
+
+class ScriptedServer:
+    """Answers each POST with the next scripted (status, headers, body, delay) and records the
+    Authorization header it received."""
+
+    def __init__(self, script):
+        self.script, self.auth, self.times = list(script), [], []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.auth.append(self.headers.get("Authorization"))
+                outer.times.append(time.monotonic())
+                status, headers, body, delay = outer.script.pop(0)
+                time.sleep(delay)
+                raw = body.encode()
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+OK = (200, {}, json.dumps({"data": [{"index": 0, "data": 1.5}]}), 0)
+
+
+def test_url_credentials_go_as_basic_auth_and_never_into_the_reason():
+    server = ScriptedServer(
+        [(401, {}, "bad key: user:hunter2-secret for Basic xyzzyQWxhZGRpbg", 0)]
+    )
+    try:
+        backend = ServerRewardBackend(f"http://user:hunter2-secret@127.0.0.1:{server.port}")
+        with pytest.raises(BackendError) as caught:
+            backend.score([[1, 2]])
+    finally:
+        server.close()
+    assert server.auth == ["Basic " + base64.b64encode(b"user:hunter2-secret").decode()]
+    reason = str(caught.value)
+    assert reason.startswith("HTTP 401 from http://127.0.0.1:")
+    assert "hunter2-secret" not in reason and "xyzzyQWxhZGRpbg" not in reason
+
+
+def test_retry_after_is_honoured():
+    server = ScriptedServer([(503, {"Retry-After": "2"}, "busy", 0), OK])
+    try:
+        backend = ServerRewardBackend(f"http://127.0.0.1:{server.port}", backoff=0.01)
+        assert backend.score([[1, 2]]) == [1.5]
+    finally:
+        server.close()
+    assert server.times[1] - server.times[0] >= 1.9  # not the 0.01 s back-off
+
+
+def test_timeout_is_recorded_with_the_seconds_waited(monkeypatch, caplog):
+    monkeypatch.setattr(server_module, "WAIT_WARNING_S", 0.3)
+    server = ScriptedServer([(200, {}, "{}", 1.5)])
+    try:
+        backend = ServerRewardBackend(f"http://127.0.0.1:{server.port}", timeout=1, retries=0)
+        with caplog.at_level("WARNING"), pytest.raises(BackendError, match="timed out after 1 s"):
+            backend.score([[1, 2]])
+    finally:
+        server.close()
+    assert "no answer after" in caplog.text and "reward_timeout" in caplog.text

@@ -42,7 +42,7 @@ class FakeLmEval:
     def __call__(self, run, stream) -> int:
         self.calls.append(run.label)
         run.out_dir.mkdir(parents=True, exist_ok=True)
-        record = {"fingerprint": run.fingerprint, "settings": run.settings}
+        record = {"fingerprint": run.fingerprint, "settings": run.recorded_settings}
         runner._write_json(run.out_dir / runner.RUN_FILE, record)
         lines = [sample_line(i, f"c{i}", {"reply_chars": 10.0 + i}) for i in range(3)]
         write_run(

@@ -2,7 +2,10 @@
 
 Scores are written after every batch, so an interrupted run keeps what it finished and a
 repeated run (another generator, a rescoring, the reference replies) never scores an input
-twice. Only finite scores are stored: a failure is retried next time. A broken cache file
+twice. Only finite scores are stored: a failure is retried next time; each batch is one SQLite
+transaction, so a crash or a full disk never leaves half a batch. The folder is created and
+test-written when the scorer is set up (`check_folder`, before any generation): a folder that
+cannot be written stops the run naming `reward_cache` and the path. A broken cache file
 (garbled, truncated, other tables) is set aside with a warning and started again when it opens
 (see `rgen_harness.cache_files`), never discovered at the first lookup.
 """
@@ -26,11 +29,22 @@ SCHEMA = (
 )
 
 
-def check_folder(folder: Path | None) -> Path | None:
-    """Set aside a broken cache file in `folder` (before any work); return where it went."""
+def check_folder(folder: Path | None, setting: str = "reward_cache") -> Path | None:
+    """Before any work: create `folder` and prove it writable (`WriteFailed` naming `setting`
+    and the path otherwise), and set aside a broken cache file in it; return where that went."""
     if folder is None:
         return None
-    return set_aside_if_broken(Path(folder) / FILE_NAME, COLUMNS, what="reward score cache")
+    from rgen_harness.file_writes import check_writable
+
+    check_writable(folder, setting)
+    path = Path(folder) / FILE_NAME
+    if path.exists() and not path.is_file():
+        from rgen_harness.file_writes import WriteFailed
+
+        raise WriteFailed(
+            f"{setting}: {path} is not a file; move it away or set {setting} to another folder."
+        )
+    return set_aside_if_broken(path, COLUMNS, what="reward score cache")
 
 
 def ids_digest(ids: list[int]) -> str:
@@ -45,7 +59,6 @@ class ScoreCache:
         self.path = None if folder is None else Path(folder) / FILE_NAME
         self._db = None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             check_folder(self.path.parent)
             self._db = sqlite3.connect(self.path, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -55,8 +55,8 @@ class RewardConfig:
     """hf backend device: auto (cuda if present, else cpu), cpu, cuda, cuda:1, ..."""
     trust_remote_code: bool = True
     """InternLM2 reward models ship their own code; set false to refuse custom code."""
-    timeout: float = 600.0
-    """Seconds per HTTP request (server backend)."""
+    timeout: float = 120.0
+    """Seconds per HTTP request (server backend); a wait over 30 s is announced."""
     retries: int = 2
     """Extra attempts per failed HTTP request (server backend), with a short back-off."""
     reference: bool = True

@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rgen_harness.chat.protocol import ChatRequest, ChatResult, RoundRecord
+from rgen_harness.file_writes import replacing, write_text
 from rgen_harness.metrics.scorers import MetricSpec, ScoredItem
+from rgen_harness.redact import mask_data, mask_text
 
 
 @dataclass
@@ -110,12 +112,14 @@ def rescore_file(src: Path, dst: Path, *, task: str, metadata: dict) -> FileSumm
     reward = next((sc for sc in scorers if sc.name == "reward"), None)
     summary = FileSummary(task, specs, config=asdict(reward.config) if reward else {})
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(dst, "w", encoding="utf-8") as out:
+    with replacing(dst) as tmp, open(tmp, "w", encoding="utf-8") as out:
         for sample, item, is_chat, row, scores in zip(
             samples, items, chat, rows, scored, strict=True
         ):
             if is_chat:
                 item.result.scores.update(scores)
+                if item.result.reason:
+                    item.result.reason = mask_text(item.result.reason)
                 sample["filtered_resps"][0] = item.result.to_json()
             for name, value in row.items():
                 # strict JSON: a value that does not apply is null, never NaN
@@ -178,5 +182,6 @@ def write_results(
         "reward_config": {task: s.config for task, s in summaries.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    # The scored run's model_args and reward settings may hold credentials: masked.
+    write_text(path, json.dumps(mask_data(results), indent=2, ensure_ascii=False))
     return make_table(results)

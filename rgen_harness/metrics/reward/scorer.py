@@ -61,7 +61,10 @@ def from_metadata(metadata: dict[str, Any]) -> RewardScorer:
 
 
 def preflight(config: RewardConfig) -> RewardConfig:
-    """The config with `backend` resolved and the model's location checked."""
+    """The config with `backend` resolved, the model's location and the cache folder checked."""
+    from rgen_harness.metrics.reward.cache import check_folder
+
+    check_folder(config.cache_dir)
     source = resolve(config)
     backend = config.backend
     if backend == "server":
