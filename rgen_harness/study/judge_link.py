@@ -59,8 +59,8 @@ def reward_judge_rows(
 
 
 def markdown(model: str | None, rows: list[dict], dirs: list[Path], pct: str) -> list[str]:
-    from rgen_harness.judge_report.report import est_text, md_table
     from rgen_harness.judge_report.summary import headline
+    from rgen_harness.report_format import est_text, md_table
 
     if not rows:
         return []
