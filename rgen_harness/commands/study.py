@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from rgen_harness.data.deita import DataUnavailable
     from rgen_harness.study.config import StudyConfigError, load_study_config
     from rgen_harness.study.report import build_report
     from rgen_harness.study.runner import run_study
@@ -29,7 +30,7 @@ def run(args) -> int:
     try:
         config = load_study_config(args.config)
         outcome = run_study(config, only=args.only, dry_run=args.dry_run)
-    except StudyConfigError as e:
+    except (StudyConfigError, DataUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
