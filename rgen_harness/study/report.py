@@ -30,6 +30,7 @@ from rgen_harness.study.summary import (
 )
 
 BROWSER_PAGE = "browser.html"
+JUDGE_PAGE = "judge_browser.html"
 
 
 class ReportLocationError(ValueError):
@@ -89,6 +90,7 @@ def build_report(
             dirs, study, settings, collection.problems
         )
         judge_section = judge_link.markdown(judge_model, judge_rows, dirs, settings.percent)
+        judge_link.write_page(dirs, out / JUDGE_PAGE, notice=_notice(study))
     payload = {
         "study": study,
         "subset": _subset_summary(collection.subset),

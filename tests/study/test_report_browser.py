@@ -142,3 +142,44 @@ def test_browser_opens_quickly_on_300_conversations_by_6_models(tmp_path):
     assert took < 20, f"the page took {took:.1f} s to load"
     chunks = sorted((files.browser.parent / "browser_data").glob("c*.js"))
     assert len(chunks) == 3  # texts in chunks of 100 conversations, loaded on demand
+
+
+def test_judge_browser_shows_both_orders_against_the_gold_label(tmp_path):
+    from rgen_harness.judge_report.collect import collect
+    from rgen_harness.report_page import write_judge_page
+
+    run = tmp_path / "judge_runs"
+    run.mkdir()
+    task = "judge_llmbar_natural"
+    record = {"gold": 1, "turn": 0, "votes": [], "skipped": 0, "pred": [1, 2]}
+    record |= {"shown": [1, 1], "error": ["", ""]}
+    orders = [
+        {"order": "original", "status": "ok", "reply": "Output (a) <i>wins</i>", "verdict": 1},
+        {"order": "swapped", "status": "ok", "reply": "Output (a)", "verdict": 1},
+    ]
+    line = {
+        "doc_id": 0,
+        "doc": {"id": "p1", "query": "Which is right?", "response_1": "R1", "response_2": "R2"},
+        "filtered_resps": [json.dumps(o) for o in orders],
+        "skipped": record,
+        "acc": record,
+    }
+    (run / f"samples_{task}_2026-01-01T00-00-00.000000.jsonl").write_text(json.dumps(line) + "\n")
+    results = {
+        "results": {task: {"alias": task, "acc,none": 0.5}},
+        "configs": {task: {"task": task, "metadata": {"judge_set": "llmbar_natural"}}},
+        "n-samples": {task: {"original": 1, "effective": 1}},
+        "config": {"model": "hf", "model_args": {"pretrained": "org/judge"}},
+        "model_name": "org/judge",
+    }
+    (run / "results_2026-01-01T00-00-00.000000.json").write_text(json.dumps(results))
+    page = write_judge_page(collect([run]), tmp_path / "judge_browser.html", notice="SMOKE")
+    dom = browse(f"{page.as_uri()}#conv=p1/0", tmp_path)
+    assert "1 pairs, 1 judge(s)" in dom
+    row = re.search(r'<tr class="row[^"]*"[^>]*>(.*?)</tr>', dom, re.S).group(1)
+    assert '<td class="gold">reply 1</td>' in row
+    assert '<td class="pred0">reply 1</td>' in row and '<td class="pred1">reply 2</td>' in row
+    assert "1 of 2" in row
+    detail = dom[dom.index('class="detail-row"') :]
+    assert "Output (a) &lt;i&gt;wins&lt;/i&gt;" in detail and "swapped order" in detail
+    assert "Reply 1 (preferred by the humans)" in detail
