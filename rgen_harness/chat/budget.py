@@ -6,6 +6,12 @@ Policy (the same for generation and reward scoring):
 - system turns and the last user turn are never dropped;
 - if the last user turn alone does not fit, the conversation is skipped and counted
   (`ContextTooLong`), never cut in the middle and never sent over-long.
+
+Same history in every mode: a request may carry a `budget_tail`, the longest tail any mode
+appends to this history (QCR's criteria request, a stand-in for the criteria reply and the final
+request), with max_gen_toks tokens more kept for the reply the stand-in takes the place of
+(the criteria reply, up to max_gen_toks). The first round then drops at least the turns that tail
+needs, so QR and QCR prompts of one conversation keep the same turns, even in a run of QR alone.
 """
 
 from __future__ import annotations
@@ -54,6 +60,32 @@ class FitJob:
     tail: list[Message]
     max_prompt_tokens: int
     min_dropped: int = 0
+    # Drop at least what `history + shared_tail` needs within max_prompt_tokens - shared_reserve.
+    shared_tail: list[Message] | None = None
+    shared_reserve: int = 0
+
+    @classmethod
+    def for_round(
+        cls,
+        request,
+        tail: list[Message],
+        *,
+        round_index: int,
+        max_length: int,
+        max_gen_toks: int,
+        dropped: int,
+    ) -> FitJob:
+        """The job for round `round_index` of a ChatRequest (`RequestData`): its first round
+        also keeps the turns its `budget_tail` needs (later rounds start from `dropped`)."""
+        shared = getattr(request, "budget_tail", None) if round_index == 0 else None
+        return cls(
+            request.messages,
+            tail,
+            max_length - max_gen_toks,
+            dropped,
+            shared_tail=shared or None,
+            shared_reserve=max_gen_toks if shared else 0,
+        )
 
 
 class _Search:
@@ -120,7 +152,40 @@ def fit_prompts(
     A binary search over the number of dropped pairs needs O(log n) renders per job: deita
     conversations are tens of KB, and rendering plus tokenising them is the expensive part.
     """
-    searches = [_Search(job) for job in jobs]
+    jobs = _with_shared_needs(jobs, render=render, count_many=count_many)
+    return _run_searches([_Search(job) for job in jobs], render=render, count_many=count_many)
+
+
+def _with_shared_needs(jobs: list[FitJob], *, render, count_many) -> list[FitJob]:
+    """Each job whose `shared_tail` needs more dropped turns than its own min_dropped, with
+    that many as its minimum (all droppable ones when even that is not enough)."""
+    idx = [i for i, job in enumerate(jobs) if job.shared_tail]
+    if not idx:
+        return jobs
+    shared = [
+        FitJob(
+            jobs[i].history,
+            jobs[i].shared_tail,
+            jobs[i].max_prompt_tokens - jobs[i].shared_reserve,
+            jobs[i].min_dropped,
+        )
+        for i in idx
+    ]
+    outcomes = _run_searches([_Search(j) for j in shared], render=render, count_many=count_many)
+    out = list(jobs)
+    for i, outcome in zip(idx, outcomes, strict=True):
+        job = jobs[i]
+        if isinstance(outcome, Fitted):
+            need = outcome.dropped_turns
+        elif isinstance(outcome, ContextTooLong):
+            need = droppable_turns(job.history)
+        else:  # the template failed on the shared tail: the job's own attempt reports it
+            need = job.min_dropped
+        out[i] = FitJob(job.history, job.tail, job.max_prompt_tokens, max(need, job.min_dropped))
+    return out
+
+
+def _run_searches(searches: list[_Search], *, render, count_many) -> list[Fitted | Exception]:
     while True:
         step = [s for s in searches if s.next is not None]
         if not step:

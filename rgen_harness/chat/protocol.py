@@ -38,13 +38,20 @@ class ChatRequest(str):
         rounds: list[list[Message]],
         skip_reason: str | None = None,
         log_prompts: bool = True,
+        budget_tail: list[Message] | None = None,
     ) -> ChatRequest:
         """`log_prompts=False`: the result records each round's prompt by its SHA-256, token
         count and dropped turns instead of its text (`rgen_harness.chat.runner.rebuild_prompts`
-        renders it again). Deita prompts repeat the history, tens of KB per round."""
+        renders it again). Deita prompts repeat the history, tens of KB per round.
+
+        `budget_tail`: the first round keeps only the turns that this history + `budget_tail`
+        keeps with max_gen_toks more set aside for the reply the tail stands in for (see
+        `rgen_harness.chat.budget`): the same history for every mode of one conversation."""
         payload = {"id": doc_id, "messages": messages, "rounds": rounds, "skip_reason": skip_reason}
         if not log_prompts:
             payload["log_prompts"] = False
+        if budget_tail:
+            payload["budget_tail"] = budget_tail
         return cls(json.dumps(payload, ensure_ascii=False))
 
     @classmethod
@@ -110,6 +117,7 @@ class RequestData:
     rounds: list[list[Message]]
     skip_reason: str | None
     log_prompts: bool
+    budget_tail: list[Message] | None = None
 
     @classmethod
     def of(cls, payload: dict) -> RequestData:
@@ -119,6 +127,7 @@ class RequestData:
             rounds=payload["rounds"],
             skip_reason=payload.get("skip_reason"),
             log_prompts=payload.get("log_prompts", True) is not False,
+            budget_tail=payload.get("budget_tail") or None,
         )
 
 

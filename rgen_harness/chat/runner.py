@@ -270,11 +270,13 @@ def _prepare_many(states: list[_State], backend: ChatBackend) -> list[str | None
                 fitted.append(e)
     else:
         jobs = [
-            FitJob(
-                s.request.messages,
+            FitJob.for_round(
+                s.request,
                 s.tail,
-                backend.max_length - backend.max_gen_toks(s.gen_kwargs),
-                s.result.dropped_turns,
+                round_index=len(s.result.rounds),
+                max_length=backend.max_length,
+                max_gen_toks=backend.max_gen_toks(s.gen_kwargs),
+                dropped=s.result.dropped_turns,
             )
             for s in states
         ]

@@ -28,7 +28,7 @@ BANNER = (
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "demo", help="offline smoke study on tiny random models (CPU, a few minutes)"
+        "demo", help="offline smoke study on tiny random models (CPU, about a minute)"
     )
     p.add_argument(
         "--work-dir",

@@ -35,7 +35,14 @@ def run(args) -> int:
         )
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"rgen-harness judge-report: {e}") from None
+    from rgen_harness.study.judge_link import write_page
+
+    page = write_page(
+        list(args.results_dirs), Path(args.out) / "judge_browser.html", notice=args.notice
+    )
     print(f"wrote {files.markdown}, {files.csv}, {files.json}")
+    if page is not None:
+        print(f"wrote {page} (open it from disk: every pair, both orders' replies and verdicts)")
     if files.plot is not None:
         print(f"wrote {files.plot}")
     judges = len({r["judge"] for r in files.rows})

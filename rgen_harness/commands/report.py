@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
         "--out",
         type=Path,
         default=None,
-        help="where to write (default: the study's report_dir, else results/<folder name>)",
+        help="where to write (default: the study's report_dir, resolved against the folder the "
+        "study ran from; for a plain lm_eval folder, report/ inside it)",
     )
     p.add_argument("--interval", type=float, default=None, help="interval level (default 0.95)")
     p.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (10000)")
@@ -35,15 +36,22 @@ def run(args) -> int:
 
     if args.interval is not None and not 0.5 <= args.interval < 1:
         raise SystemExit(f"--interval {args.interval} must be in [0.5, 1), e.g. 0.95")
-    files = build_report(
-        args.results_dir,
-        args.out,
-        judge_results=args.judge_results,
-        level=args.interval,
-        resamples=args.resamples,
-        seed=args.seed,
-    )
+    from rgen_harness.study.report import ReportLocationError
+
+    try:
+        files = build_report(
+            args.results_dir,
+            args.out,
+            judge_results=args.judge_results,
+            level=args.interval,
+            resamples=args.resamples,
+            seed=args.seed,
+        )
+    except ReportLocationError as e:
+        raise SystemExit(f"rgen-harness report: {e}") from None
     print(f"wrote {files.markdown}, {files.csv}, {files.json}")
+    if files.browser is not None:
+        print(f"wrote {files.browser} (open it from disk in a browser to read every reply)")
     for p in files.plots:
         print(f"wrote {p}")
     print(f"{len(files.rows)} model(s)")

@@ -24,13 +24,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from rgen_harness.data.deita import DataUnavailable
     from rgen_harness.file_writes import WriteFailed, explain
     from rgen_harness.study.config import StudyConfigError, load_study_config
     from rgen_harness.study.runner import OutputClosed
 
     try:
         return _run(args, load_study_config(args.config))
-    except StudyConfigError as e:
+    except (StudyConfigError, DataUnavailable) as e:
         _error(str(e))
         return 2
     except OutputClosed as e:

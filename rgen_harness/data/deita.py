@@ -95,13 +95,76 @@ def _text_option(metadata: dict[str, Any], key: str, example: str) -> str | None
     )
 
 
+HUB_PROBE_SECONDS = 3.0
+
+
+class DataUnavailable(RuntimeError):
+    """The hub dataset can be neither downloaded nor read from the local cache."""
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_reachable(endpoint: str | None = None, timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to the hub (or the HF_ENDPOINT mirror) opens within `timeout`
+    seconds (datasets' own retries take a minute to give up)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint or hub_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_env() -> bool:
+    return any(
+        os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def unavailable_message(source: DeitaSource, why: str) -> str:
+    return (
+        f"the deita data {source.dataset!r} (split {source.split!r}) cannot be read: {why}. "
+        'Fixes: point at a local copy with --metadata \'{"deita_path": "/data/deita-6k.jsonl"}\' '
+        "(study config: data: {path: /data/deita-6k.jsonl}); use the bundled sample with "
+        '"deita_path": "sample" (study config: data: {path: sample}); or reach the hub '
+        "through a mirror with HF_ENDPOINT=https://<mirror>."
+    )
+
+
+def read_hub_rows(source: DeitaSource) -> list[Any]:
+    """The rows of the hub dataset; when the hub cannot be reached within a few seconds, the
+    local `datasets` cache is read offline, and failing that the error names the fixes."""
+    import datasets  # honours HF_ENDPOINT / HF_HUB_OFFLINE like any hub download
+
+    offline = _offline_env() or not hub_reachable()
+    saved = (datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE)
+    try:
+        if offline:
+            datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+        return datasets.load_dataset(source.dataset, split=source.split).to_list()
+    except Exception as e:  # noqa: BLE001  (ConnectionError, DatasetNotFoundError, OSError ...)
+        why = (
+            f"{hub_endpoint()} is not reachable and no cached copy was found"
+            if offline
+            else f"{type(e).__name__}: {e}"
+        )
+        raise DataUnavailable(unavailable_message(source, why)) from e
+    finally:
+        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved
+
+
 def read_rows(source: DeitaSource) -> list[Any]:
     """Raw rows (no schema inference, so one odd row cannot break the rest); a JSONL line that
     cannot be read at all is a `BadLine`. A file without rows is an error."""
     if source.path is None:
-        import datasets  # honours HF_ENDPOINT / HF_HUB_OFFLINE like any hub download
-
-        rows = datasets.load_dataset(source.dataset, split=source.split).to_list()
+        rows = read_hub_rows(source)
     else:
         suffix = source.path.suffix.lower()
         if suffix == ".parquet":

@@ -20,7 +20,7 @@ from rgen_harness.judge_report.collect import JudgeCollection, collect
 from rgen_harness.judge_report.measures import AGREEMENT, AUTHORS, CONSISTENCY, GOLD_MEASURES
 from rgen_harness.judge_report.measures import __doc__ as METHODS
 from rgen_harness.judge_report.summary import COUNTS, HEADLINE, Settings, headline, summarise
-from rgen_harness.study.report import _jsonable
+from rgen_harness.report_format import jsonable as _jsonable
 
 NA = "n/a"
 
@@ -63,7 +63,7 @@ def build_judge_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(collection.judges, s, collection.problems)
-    plot = accuracy_by_set(rows, out, s)
+    plot = accuracy_by_set(rows, out, s, notice=notice)
     payload = {
         "notice": notice,
         "inputs": [str(r) for r in collection.roots],

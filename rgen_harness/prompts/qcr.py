@@ -9,6 +9,7 @@ import yaml
 
 PROMPTS_DIR = Path(__file__).parent
 DEFAULT_VERSION = "qcr_v1"
+CRITERIA_STANDIN = "criteria"
 _FIELDS = ("version", "placeholder", "criteria_request", "final_request")
 
 
@@ -28,6 +29,13 @@ class QCRPrompts:
             ],
             [{"role": "user", "content": self.final_request}],
         ]
+
+    def budget_tail(self) -> list[dict[str, str]]:
+        """QCR's longest prompt after the history, the criteria reply stood in for by one short
+        turn (the budget sets max_gen_toks aside for it): what decides which turns QR and QCR
+        keep (see `rgen_harness.chat.budget`)."""
+        first, second = self.rounds()
+        return [*first, {"role": "assistant", "content": CRITERIA_STANDIN}, *second]
 
 
 def load_qcr_prompts(name: str | None = None) -> QCRPrompts:

@@ -59,6 +59,8 @@ class TaskResult:
     results_file: Path
     run_info: dict[str, Any]  # top-level keys of the results JSON (config, timing, env ...)
     samples: list[SampleRow] | None = None  # deita tasks only
+    samples_file: Path | None = None  # the samples JSONL the rows came from
+    max_gen_toks: int | None = None  # the task's generation limit, from the results JSON
 
     @property
     def wall_s(self) -> float:
@@ -244,10 +246,12 @@ def collect(root: str | Path) -> Collection:
             problems.append(f"{path}: {task} vanished while the report read it; left out")
             continue
         result = TaskResult(task, data["results"][task], path, info)
+        result.max_gen_toks = _max_gen_toks(data, task)
         if task in DEITA_MODES:
             samples_path = path.parent / f"samples_{task}_{ts}.jsonl"
             if samples_path.is_file():
                 result.samples = read_samples(samples_path, problems)
+                result.samples_file = samples_path
             else:
                 problems.append(
                     f"{path}: no {samples_path.name} beside it (the run was stopped before "
@@ -256,6 +260,15 @@ def collect(root: str | Path) -> Collection:
                 )
         models[model_name].tasks[task] = result
     return Collection(root, list(models.values()), study, subset, problems)
+
+
+def _max_gen_toks(data: dict, task: str) -> int | None:
+    """`max_gen_toks` of the task's generation kwargs as lm-eval recorded them (None: unknown)."""
+    configs = data.get("configs")
+    config = configs.get(task) if isinstance(configs, dict) else None
+    gen = config.get("generation_kwargs") if isinstance(config, dict) else None
+    value = gen.get("max_gen_toks") if isinstance(gen, dict) else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _study_models(study: dict, models: dict, problems: list[str], path: Path) -> None:

@@ -16,6 +16,7 @@ A hub dataset is recorded by id and split only: pin its content by downloading i
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,13 @@ def file_sha256(path: Path) -> str:
     return _HASHES[key]
 
 
-def deita_inputs(config: StudyConfig, model: ModelSpec) -> dict[str, Any]:
-    """The `inputs` entry of a deita run's settings (see the module docstring)."""
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
+
+
+def deita_inputs(config: StudyConfig, model: ModelSpec, *, dry_run: bool = False) -> dict[str, Any]:
+    """The `inputs` entry of a deita run's settings (see the module docstring). In a dry run,
+    a reward model the hub cannot be asked about is recorded as unknown instead of failing."""
     metadata = config.task_metadata()
     out: dict[str, Any] = {}
     out.update(_data(metadata))
@@ -47,7 +53,15 @@ def deita_inputs(config: StudyConfig, model: ModelSpec) -> dict[str, Any]:
         out["qcr_prompts_sha256"] = file_sha256(_qcr_prompts_file(metadata.get("qcr_prompts")))
     reward_path = None
     if _reward_enabled(config):
-        key, reward_path = _reward_model(metadata)
+        try:
+            key, reward_path = _reward_model(metadata)
+        except StudyConfigError as e:
+            if not dry_run:
+                raise
+            key = "unknown (dry run: the hub cannot be asked)"
+            if str(e) not in _WARNED:
+                _WARNED.add(str(e))
+                log.warning("dry run: the reward model's revision is unknown (%s)", e)
         out["reward_model"] = key
     tiny = _tiny_models(config, [model.model_args.get("pretrained"), reward_path])
     if tiny:

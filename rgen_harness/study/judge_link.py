@@ -59,8 +59,8 @@ def reward_judge_rows(
 
 
 def markdown(model: str | None, rows: list[dict], dirs: list[Path], pct: str) -> list[str]:
-    from rgen_harness.judge_report.report import est_text, md_table
     from rgen_harness.judge_report.summary import headline
+    from rgen_harness.report_format import est_text, md_table
 
     if not rows:
         return []
@@ -85,3 +85,15 @@ def markdown(model: str | None, rows: list[dict], dirs: list[Path], pct: str) ->
         md_table(["Reward-model judge", *columns], body),
         "",
     ]
+
+
+def write_page(dirs: list[Path], path: Path, *, notice: str | None = None) -> Path | None:
+    """The judge runs' results browser (every pair, both orders' raw replies and verdicts)."""
+    from rgen_harness.judge_report.collect import collect
+    from rgen_harness.report_page import write_judge_page
+
+    try:
+        collection = collect(dirs)
+    except FileNotFoundError:
+        return None  # already listed under Problems by reward_judge_rows
+    return write_judge_page(collection, path, notice=notice)

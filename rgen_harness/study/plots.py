@@ -2,6 +2,8 @@
 
 Reward plots are drawn only when some reply has a reward; the reply-length plot whenever
 samples exist. Each function returns the file it wrote, or None when there was nothing to draw.
+Every plot carries the study's notice (a smoke run says so on each figure) and keeps its legend
+outside the axes, clear of the data.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rgen_harness.report_format import finish_figure
 from rgen_harness.study.collect import ModelResults
 from rgen_harness.study.summary import MODES, ReportSettings
 
@@ -33,7 +36,9 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def reward_by_mode(rows: list[dict], out: Path, s: ReportSettings) -> Path | None:
+def reward_by_mode(
+    rows: list[dict], out: Path, s: ReportSettings, notice: str | None = None
+) -> Path | None:
     if not any(r[m] and _finite(r[m]["reward"]["value"]) for r in rows for m in MODES):
         return None
     plt = _plt()
@@ -55,11 +60,13 @@ def reward_by_mode(rows: list[dict], out: Path, s: ReportSettings) -> Path | Non
     ax.set_ylabel("mean reward")
     ax.set_title(f"Mean reward by mode ({s.percent} bootstrap intervals)")
     ax.axhline(0, color="black", linewidth=0.5)
-    ax.legend()
-    return _save(fig, out / "reward_by_mode.png")
+    _legend_right(ax)
+    return _save(fig, out / "reward_by_mode.png", notice)
 
 
-def paired_difference(rows: list[dict], out: Path, s: ReportSettings) -> Path | None:
+def paired_difference(
+    rows: list[dict], out: Path, s: ReportSettings, notice: str | None = None
+) -> Path | None:
     if not any(_finite(r["paired"]["diff"]["value"]) for r in rows):
         return None
     plt = _plt()
@@ -87,11 +94,11 @@ def paired_difference(rows: list[dict], out: Path, s: ReportSettings) -> Path | 
     ax.invert_yaxis()
     ax.set_xlabel("reward difference QCR - QR (paired by conversation)")
     ax.set_title(f"Paired difference, {s.percent} paired bootstrap intervals")
-    ax.legend(loc="best", fontsize=8)
-    return _save(fig, out / "paired_difference.png")
+    _legend_right(ax)
+    return _save(fig, out / "paired_difference.png", notice)
 
 
-def win_tie_loss(rows: list[dict], out: Path) -> Path | None:
+def win_tie_loss(rows: list[dict], out: Path, notice: str | None = None) -> Path | None:
     rows = [r for r in rows if r["paired"]["diff"]["n"]]
     if not rows:
         return None
@@ -110,13 +117,13 @@ def win_tie_loss(rows: list[dict], out: Path) -> Path | None:
     ax.set_yticks(range(len(rows)), [_label(r) for r in rows])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of conversations")
+    ax.set_xlabel("fraction of conversations")
     ax.set_title("QCR vs QR per conversation (reward)")
-    ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, out / "win_tie_loss.png")
+    _legend_right(ax)
+    return _save(fig, out / "win_tie_loss.png", notice)
 
 
-def reply_length(models: list[ModelResults], out: Path) -> Path | None:
+def reply_length(models: list[ModelResults], out: Path, notice: str | None = None) -> Path | None:
     data, labels, colors = [], [], []
     for m in models:
         for mode in MODES:
@@ -139,10 +146,12 @@ def reply_length(models: list[ModelResults], out: Path) -> Path | None:
     ax.set_xticks(range(1, len(data) + 1), labels, fontsize=8)
     ax.set_ylabel("final reply length (characters)")
     ax.set_title("Reply length by model and mode")
-    return _save(fig, out / "reply_length.png")
+    return _save(fig, out / "reply_length.png", notice)
 
 
-def reward_vs_length(models: list[ModelResults], out: Path) -> Path | None:
+def reward_vs_length(
+    models: list[ModelResults], out: Path, notice: str | None = None
+) -> Path | None:
     points = {mode: ([], []) for mode in MODES}
     for m in models:
         for mode in MODES:
@@ -161,14 +170,19 @@ def reward_vs_length(models: list[ModelResults], out: Path) -> Path | None:
     ax.set_xlabel("log(1 + reply characters)")
     ax.set_ylabel("reward")
     ax.set_title("Reward vs reply length (all models)")
-    ax.legend()
-    return _save(fig, out / "reward_vs_length.png")
+    _legend_right(ax)
+    return _save(fig, out / "reward_vs_length.png", notice)
 
 
-def _save(fig, path: Path) -> Path:
+def _legend_right(ax) -> None:
+    """The legend beside the axes (right), never over bars or points."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+
+
+def _save(fig, path: Path, notice: str | None) -> Path:
     from rgen_harness.file_writes import replacing
 
-    fig.tight_layout()
+    finish_figure(fig, notice)
     with replacing(path) as tmp:
         fig.savefig(tmp, dpi=110, format=path.suffix.lstrip("."))
     import matplotlib.pyplot as plt
@@ -177,12 +191,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def draw_all(rows: list[dict], models: list[ModelResults], out: Path, s: ReportSettings):
+def draw_all(
+    rows: list[dict],
+    models: list[ModelResults],
+    out: Path,
+    s: ReportSettings,
+    notice: str | None = None,
+):
     drawn = [
-        reward_by_mode(rows, out, s),
-        paired_difference(rows, out, s),
-        win_tie_loss(rows, out),
-        reply_length(models, out),
-        reward_vs_length(models, out),
+        reward_by_mode(rows, out, s, notice),
+        paired_difference(rows, out, s, notice),
+        win_tie_loss(rows, out, notice),
+        reply_length(models, out, notice),
+        reward_vs_length(models, out, notice),
     ]
     return [p for p in drawn if p is not None]

@@ -18,9 +18,10 @@ from typing import Any
 
 from rgen_harness.file_writes import replacing, write_text
 from rgen_harness.redact import mask_data, mask_text
+from rgen_harness.report_format import NA, est_text, jsonable, md_table
 from rgen_harness.study import plots
 from rgen_harness.study.collect import Collection, collect
-from rgen_harness.study.stats import __doc__ as STATS_METHODS
+from rgen_harness.study.stats import METHODS
 from rgen_harness.study.summary import (
     MODES,
     REFERENCE_METRICS,
@@ -30,7 +31,12 @@ from rgen_harness.study.summary import (
     summarise_model,
 )
 
-NA = "n/a"
+BROWSER_PAGE = "browser.html"
+JUDGE_PAGE = "judge_browser.html"
+
+
+class ReportLocationError(ValueError):
+    """The report folder cannot be told from the study folder: the user must name one."""
 
 
 @dataclass
@@ -40,6 +46,7 @@ class ReportFiles:
     json: Path
     plots: list[Path]
     rows: list[dict]
+    browser: Path | None
     problems: list[str]  # unreadable or inconsistent inputs (also under Problems in the report)
 
 
@@ -66,16 +73,15 @@ def build_report(
     collection = collect(root)
     study = collection.study
     settings = settings_from_study(study, **overrides)
-    if out_dir is None:
-        name = (study or {}).get("name") or Path(root).resolve().name
-        out_dir = (study or {}).get("report_dir") or f"results/{name}"
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else default_report_dir(Path(root), study)
     out.mkdir(parents=True, exist_ok=True)
     benchmarks = list(study.get("benchmarks") or []) if study is not None else None
-    rows = [summarise_model(m, settings, benchmarks) for m in collection.models]
+    limit = _study_max_gen_toks(study)
+    rows = [summarise_model(m, settings, benchmarks, limit) for m in collection.models]
     for m in collection.models:
         collection.problems.extend(consistency_problems(m))
-    drawn = plots.draw_all(rows, collection.models, out, settings)
+    notice = _notice(study)
+    drawn = plots.draw_all(rows, collection.models, out, settings, notice)
     judge_section: list[str] = []
     judge_rows: list[dict] | None = None
     if judge_results:
@@ -86,6 +92,7 @@ def build_report(
             dirs, study, settings, collection.problems
         )
         judge_section = judge_link.markdown(judge_model, judge_rows, dirs, settings.percent)
+        judge_link.write_page(dirs, out / JUDGE_PAGE, notice=_notice(study))
     payload = {
         "study": study,
         "subset": _subset_summary(collection.subset),
@@ -93,33 +100,63 @@ def build_report(
         "bootstrap_resamples": settings.resamples,
         "bootstrap_seed": settings.seed,
         "tie_margin": settings.tie_margin,
-        "methods": STATS_METHODS,
+        "methods": " ".join(METHODS),
         "environment": _environment(collection),
         "models": rows,
         "reward_model_vs_humans": judge_rows,
         "problems": collection.problems,
     }
     json_path = out / "leaderboard.json"
-    payload = mask_data(_jsonable(payload))
+    payload = mask_data(jsonable(payload))
     write_text(json_path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     csv_path = out / "leaderboard.csv"
     _write_csv(csv_path, [mask_data(flatten(r)) for r in rows])
+    from rgen_harness.report_page import write_study_page
+
+    browser = write_study_page(collection, rows, out / BROWSER_PAGE, notice=notice)
     md_path = out / "leaderboard.md"
-    write_text(md_path, mask_text(_markdown(collection, rows, settings, drawn, out, judge_section)))
-    return ReportFiles(md_path, csv_path, json_path, drawn, rows, collection.problems)
+    write_text(
+        md_path,
+        mask_text(_markdown(collection, rows, settings, drawn, out, judge_section, browser)),
+    )
+    return ReportFiles(md_path, csv_path, json_path, drawn, rows, browser, collection.problems)
+
+
+def default_report_dir(root: Path, study: dict | None) -> Path:
+    """Where the report goes when the user names no folder: the study's `report_dir`, a
+    relative one resolved against the folder the study ran from (the study folder is
+    `output_dir` below it); for a folder that is not a study, `report/` inside it. Never a
+    path taken relative to the current directory."""
+    if study is None:
+        return root / "report"
+    name = study.get("name") or root.resolve().name
+    report_dir = Path(str(study.get("report_dir") or f"results/{name}"))
+    if report_dir.is_absolute():
+        return report_dir
+    output_dir = Path(str(study.get("output_dir") or f"studies/{name}"))
+    here = root.resolve()
+    parts = output_dir.parts
+    if not output_dir.is_absolute() and ".." not in parts and here.parts[-len(parts) :] == parts:
+        return here.parents[len(parts) - 1] / report_dir
+    raise ReportLocationError(
+        f"{root}: the study's report_dir {str(report_dir)!r} is relative to the folder the study "
+        f"ran from, which cannot be told from this folder (its output_dir was "
+        f"{str(output_dir)!r}; was it moved?). Name one: rgen-harness report {root} --out DIR"
+    )
+
+
+def _notice(study: dict | None) -> str | None:
+    notice = (study or {}).get("notice")
+    return " ".join(str(notice).split()) if notice else None
+
+
+def _study_max_gen_toks(study: dict | None) -> int | None:
+    gen = (study or {}).get("generation")
+    value = gen.get("max_gen_toks") if isinstance(gen, dict) else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # -- formatting ---------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -146,21 +183,16 @@ def _f(x: Any, digits: int = 3) -> str:
 
 
 def _est(e: dict | None, digits: int = 3) -> str:
-    if not e or not isinstance(e.get("value"), (int, float)) or not math.isfinite(e["value"]):
-        return NA
-    if math.isfinite(e.get("low", math.nan)) and math.isfinite(e.get("high", math.nan)):
-        return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
-    return f"{e['value']:.{digits}f}"
+    return est_text(e, digits)
 
 
-def _pct(x: Any) -> str:
-    return NA if not isinstance(x, (int, float)) or not math.isfinite(x) else f"{100 * x:.0f}%"
+def _rate(x: Any) -> str:
+    """A rate as a fraction 0-1, the scale of every rate in the report."""
+    return NA if not isinstance(x, (int, float)) or not math.isfinite(x) else f"{x:.2f}"
 
 
 def _table(header: list[str], lines: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines]
-    return "\n".join(out)
+    return md_table(header, lines)
 
 
 def _model_label(row: dict) -> str:
@@ -222,6 +254,7 @@ def _markdown(
     drawn: list[Path],
     out: Path,
     judge_section: list[str] | None = None,
+    browser: Path | None = None,
 ) -> str:
     study = collection.study or {}
     pct = s.percent
@@ -230,12 +263,18 @@ def _markdown(
     if study.get("notice"):
         lines += ["> **" + study["notice"].strip().replace("\n", " ") + "**", ""]
     lines += [
-        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `rgen-harness report` from "
-        f"`{collection.root}`. Rewards come from the logged samples; higher is better.",
-        "",
-        "## Setup",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} from `{collection.root}`. Rewards come "
+        "from the logged samples; higher is better. Rates (win, tie, loss) are fractions "
+        "from 0 to 1.",
         "",
     ]
+    if browser is not None:
+        lines += [
+            f"Every reply can be read in [{browser.name}]({browser.name}): one page, opened "
+            "from disk in a browser, no server needed.",
+            "",
+        ]
+    lines += ["## Setup", ""]
     lines += _setup(collection, rows)
     has_reward = any(
         _mode(r, m).get("reward", {}).get("n") for r in rows for m in MODES if _mode(r, m)
@@ -255,10 +294,11 @@ def _markdown(
         "Model",
         "LoRA",
         "Pairs",
+        "Same history",
         f"QR reward [{pct} CI]",
         f"QCR reward [{pct} CI]",
         f"QCR - QR paired [{pct} CI]",
-        "QCR win/tie/loss",
+        "QCR win / tie / loss",
         f"Length-controlled QCR - QR [{pct} CI]",
         f"QR win vs reference [{pct} CI]",
         f"QCR win vs reference [{pct} CI]",
@@ -267,15 +307,20 @@ def _markdown(
     for r in rows:
         p = r["paired"]
         wtl = (
-            f"{_pct(p['win_rate'])} / {_pct(p['tie_rate'])} / {_pct(p['loss_rate'])}"
+            f"{_rate(p['win_rate'])} / {_rate(p['tie_rate'])} / {_rate(p['loss_rate'])}"
             if p["diff"]["n"]
             else NA
         )
+        same = r.get("same_history") or {}
+        label = _model_label(r)
+        if browser is not None:
+            label = f"[{label}]({browser.name}#model={_anchor(r['model'])})"
         body.append(
             [
-                _model_label(r),
+                label,
                 r.get("lora") or "",
                 str(p["diff"]["n"]) if p["diff"]["n"] else NA,
+                f"{same['same']} of {same['conversations']}" if same.get("conversations") else NA,
                 _est(_mode(r, "qr").get("reward")),
                 _est(_mode(r, "qcr").get("reward")),
                 _est(p["diff"]),
@@ -287,6 +332,7 @@ def _markdown(
             + [_f(r["benchmarks"].get(b, {}).get("value"), 4) for b in bench_labels]
         )
     lines += [_table(header, body), ""]
+    lines += _same_history_note(rows, study)
     if bench_labels:
         metric_names = {}
         for r in rows:
@@ -306,7 +352,7 @@ def _markdown(
         "Mode",
         "Replies",
         "Chars mean / median / p90",
-        "Tokens mean",
+        "Reply tokens mean",
         "Criteria chars mean",
         "Truncated (turns dropped)",
         "Skipped",
@@ -314,12 +360,20 @@ def _markdown(
         "Reward failed",
     ]
     body = []
+    over_limit = []
     for r in rows:
         for mode in MODES:
             m = _mode(r, mode)
             if not m:
                 continue
             chars = m.get("reply_chars") or {}
+            tokens = _f((m.get("reply_tokens") or {}).get("mean"), 1)
+            if m.get("reply_tokens_over_limit"):
+                tokens += " *"
+                over_limit.append(
+                    f"{r['model']} {mode.upper()}: {m['reply_tokens_over_limit']} of "
+                    f"{(m.get('reply_tokens') or {}).get('n', NA)}"
+                )
             body.append(
                 [
                     _model_label(r),
@@ -327,7 +381,7 @@ def _markdown(
                     str(m.get("n", NA)),
                     f"{_f(chars.get('mean'), 0)} / {_f(chars.get('median'), 0)} / "
                     f"{_f(chars.get('p90'), 0)}",
-                    _f((m.get("reply_tokens") or {}).get("mean"), 1),
+                    tokens,
                     _f((m.get("criteria_chars") or {}).get("mean"), 0) if mode == "qcr" else "",
                     _count(r, mode, "truncated"),
                     _count(r, mode, "skipped"),
@@ -336,6 +390,22 @@ def _markdown(
                 ]
             )
     lines += [_table(header, body), ""]
+    lines += [
+        "Reply tokens: the backend's count for the final reply (lmdeploy counts the token ids it "
+        "generated; lm-eval's generic path counts the reply's text encoded again with the "
+        "model's tokenizer).",
+        "",
+    ]
+    if over_limit:
+        lines += [
+            "\\* Some replies count more tokens than max_gen_toks allows ("
+            + "; ".join(over_limit)
+            + "). A model cannot generate more than max_gen_toks tokens, so these counts are "
+            "the reply's text encoded again, which can split it into more tokens than were "
+            "generated (e.g. text decoded from random or byte-level ids). Lengths in characters "
+            "are exact.",
+            "",
+        ]
     if any(
         isinstance(_mode(r, m).get(k), float) and math.isfinite(_mode(r, m)[k])
         for r in rows
@@ -356,7 +426,7 @@ def _markdown(
     body = []
     for r in rows:
         t = r["throughput"]
-        recorded = ", ".join(f"{k}={v:.4g}" for k, v in (t.get("recorded") or {}).items())
+        recorded = ", ".join(f"{k} = {v:.4g}" for k, v in (t.get("recorded") or {}).items())
         body.append(
             [
                 _model_label(r),
@@ -369,8 +439,8 @@ def _markdown(
     lines += [
         _table(header, body),
         "",
-        "Wall time is lm-eval's `total_evaluation_time_seconds` of the QR+QCR run (model loading "
-        "and scoring included); samples/s and tokens/s divide by it (QR and QCR replies together, "
+        "Wall time is lm-eval's total evaluation time of the QR and QCR run, model loading and "
+        "scoring included; samples/s and tokens/s divide by it (QR and QCR replies together, "
         "tokens of every round).",
         "",
     ]
@@ -381,16 +451,15 @@ def _markdown(
     lines += [
         "## Methods",
         "",
-        f"Interval level {pct}, {s.resamples} bootstrap resamples, seed {s.seed}; "
-        f"tie margin {s.tie_margin:g}. Pairs are conversations (dataset `id`) with a finite "
-        "reward in both modes.",
+        f"Intervals are {pct} intervals from {s.resamples} bootstrap resamples (seed {s.seed}). "
+        f"Two rewards closer than {s.tie_margin:g} count as a tie. A pair is one conversation "
+        "(the dataset's id) with a reward in both modes.",
         "",
-        STATS_METHODS.strip(),
-        "",
-        "Truncated: replies generated from a history whose oldest turns were dropped to fit the "
-        "context (`dropped_turns > 0`). Skipped: malformed rows or histories that cannot fit. "
-        "Failed: generation errors. Reward failed: replies the reward model could not score. "
-        "None of them enters a reward mean.",
+        *(p for para in METHODS for p in (para, "")),
+        "Truncated replies were generated from a history whose oldest turns were dropped to fit "
+        "the model's context. Skipped conversations are malformed or do not fit even with every "
+        "earlier turn dropped. Failed ones ended in a generation error. Reward failed counts "
+        "replies the reward model could not score. None of them enters a reward mean.",
         "",
     ]
     if collection.problems:
@@ -402,10 +471,40 @@ def _markdown(
     return "\n".join(lines)
 
 
+def _anchor(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def _same_history_note(rows: list[dict], study: dict) -> list[str]:
+    """What "Same history" means, and which conversations it does not hold for."""
+    metadata = study.get("metadata") if isinstance(study.get("metadata"), dict) else {}
+    per_mode = metadata.get("same_history") is False
+    rule = (
+        "This study set `same_history: false`: each mode dropped only the turns its own prompts "
+        "needed, so QCR, whose prompts are longer, may answer a shorter history than QR."
+        if per_mode
+        else "By default a conversation's QR and QCR prompts keep the same turns: the oldest "
+        "turns that QCR's longer prompts need dropped (with room for a criteria reply of "
+        "max_gen_toks tokens) are dropped for QR too, so the paired difference compares "
+        "replies to one history."
+    )
+    out = [f"Same history: conversations whose QR and QCR prompts kept the same turns. {rule}"]
+    differ = [
+        f"{r['model']}: {', '.join(r['same_history']['differ'][:10])}"
+        + (" ..." if len(r["same_history"]["differ"]) > 10 else "")
+        for r in rows
+        if (r.get("same_history") or {}).get("differ")
+    ]
+    if differ:
+        out[0] += " Histories differ in " + "; ".join(differ) + "."
+    return [*out, ""]
+
+
 def _setup(collection: Collection, rows: list[dict]) -> list[str]:
     study = collection.study or {}
-    lines = []
-    header = ["Model", "lm-eval model", "pretrained", "LoRA", "model_args"]
+    header = ["Model", "lm-eval model", "Weights", "LoRA", "Other model settings"]
     by_name = {m.name: m for m in collection.models}
     body = []
     for r in rows:
@@ -417,37 +516,64 @@ def _setup(collection: Collection, rows: list[dict]) -> list[str]:
                 m.model_type or NA,
                 f"`{r.get('pretrained') or NA}`",
                 r.get("lora") or "",
-                ", ".join(f"{k}={v}" for k, v in extra.items()),
+                "; ".join(f"{k} = {v}" for k, v in extra.items()),
             ]
         )
-    lines += [_table(header, body), ""]
-    data = study.get("data") or {}
+    lines = [_table(header, body), ""]
+    settings: list[list[str]] = []
     if study:
+        data = study.get("data") or {}
         source = data.get("path") or data.get("dataset") or "hkust-nlp/deita-6k-v0"
         if source == "sample":
-            source = "the bundled 8-conversation sample (rgen_harness/data/sample)"
-        lines.append(f"- Data: {source}")
+            source = "the bundled 8-conversation deita sample"
+        settings.append(["Data", str(source)])
         subset = _subset_summary(collection.subset)
         if subset:
-            lines.append(
-                f"- Subset: {subset['size']} of {subset['n_rows']} conversations, seed "
-                f"{subset['seed']} ({subset['method']}); indices in `subset.json`"
+            settings.append(
+                [
+                    "Conversations",
+                    f"{subset['size']} of {subset['n_rows']}, drawn at random (seed "
+                    f"{subset['seed']}); their row numbers are in subset.json",
+                ]
             )
         elif study.get("limit"):
-            lines.append(f"- Limit: first {study['limit']} conversations")
+            settings.append(["Conversations", f"the first {study['limit']}"])
         gen = {k: v for k, v in (study.get("generation") or {}).items() if v is not None}
-        lines.append(f"- Generation: {gen or 'task defaults (greedy, max_gen_toks 1024)'}")
-        reward = study.get("reward") or {}
+        settings.append(
+            ["Reply length limit (max_gen_toks)", str(gen.pop("max_gen_toks", "1024 (default)"))]
+        )
+        sampling = "greedy" if not gen.get("do_sample") else "sampled"
+        settings.append(["Decoding", sampling])
+        for key, value in gen.items():
+            if key != "do_sample":
+                settings.append([f"Generation: {key}", str(value)])
+        reward = dict(study.get("reward") or {})
+        settings.append(["Reward model", str(reward.pop("model", "the reward scorer's default"))])
+        for key, value in reward.items():
+            settings.append([f"Reward model {key}", str(value)])
         scorers = study.get("scorers")
-        lines.append(
-            f"- Reward model: {reward.get('model', 'the reward scorer default')} "
-            f"(settings {reward or 'default'}); scorers: "
-            f"{', '.join(scorers) if scorers is not None else 'task defaults'}"
+        settings.append(
+            ["Scorers", ", ".join(scorers) if scorers is not None else "the tasks' defaults"]
+        )
+        metadata = study.get("metadata") if isinstance(study.get("metadata"), dict) else {}
+        settings.append(
+            [
+                "History kept",
+                "per mode (same_history: false)"
+                if metadata.get("same_history") is False
+                else "the same turns for QR and QCR",
+            ]
         )
     env = _environment(collection)
     if env:
-        lines.append(
-            f"- Hardware: {env.get('hardware', NA)}; lm-eval {env.get('lm_eval_version', NA)}, "
-            f"transformers {env.get('transformers_version', NA)}"
+        settings.append(["Hardware", str(env.get("hardware", NA))])
+        settings.append(
+            [
+                "Software",
+                f"lm-eval {env.get('lm_eval_version', NA)}, "
+                f"transformers {env.get('transformers_version', NA)}",
+            ]
         )
+    if settings:
+        lines += [_table(["Setting", "Value"], settings), ""]
     return lines

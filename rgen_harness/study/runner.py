@@ -183,11 +183,13 @@ def subset_indices(config: StudyConfig) -> dict | None:
     }
 
 
-def plan_runs(config: StudyConfig, subset: dict | None = None) -> list[PlannedRun]:
+def plan_runs(
+    config: StudyConfig, subset: dict | None = None, *, dry_run: bool = False
+) -> list[PlannedRun]:
     runs = []
     study_dir = config.study_dir
     for model in config.models:
-        runs.append(_deita_run(config, model, subset, study_dir))
+        runs.append(_deita_run(config, model, subset, study_dir, dry_run))
         for i, group in enumerate(_benchmark_groups(config.benchmarks)):
             runs.append(_benchmark_run(config, model, group, f"bench-{i + 1}", study_dir))
     return runs
@@ -239,7 +241,7 @@ def _finish(model, key, tasks, argv, settings, config, study_dir) -> PlannedRun:
     )
 
 
-def _deita_run(config, model, subset, study_dir) -> PlannedRun:
+def _deita_run(config, model, subset, study_dir, dry_run: bool = False) -> PlannedRun:
     argv, settings = _common(config, model)
     metadata = config.task_metadata()
     argv += ["--metadata", json.dumps(metadata, ensure_ascii=False)]
@@ -257,7 +259,7 @@ def _deita_run(config, model, subset, study_dir) -> PlannedRun:
         settings["samples"] = samples
     from rgen_harness.study.inputs import deita_inputs
 
-    settings["inputs"] = deita_inputs(config, model)
+    settings["inputs"] = deita_inputs(config, model, dry_run=dry_run)
     return _finish(model, "deita", config.tasks, argv, settings, config, study_dir)
 
 
@@ -300,8 +302,11 @@ class StudyOutcome:
     failed: list[str]
 
 
-def prepare(config: StudyConfig) -> dict | None:
-    """Build declared tiny models; return the subset. Writes no study record."""
+def prepare(config: StudyConfig, *, dry_run: bool = False, stream=None) -> dict | None:
+    """Build declared tiny models; return the subset. Writes no study record. A dry run
+    without the data (offline) says what it cannot know and goes on (and builds nothing)."""
+    if dry_run:
+        return _dry_run_subset(config, stream or sys.stdout)
     if config.tiny_models:
         from rgen_harness.smoke.tiny_models import build_chat_model, build_reward_model
 
@@ -383,6 +388,28 @@ class StudyLock:
         self.release()
 
 
+def _dry_run_subset(config: StudyConfig, stream) -> dict | None:
+    """The subset for a dry run, which writes nothing: drawn when the data can be read, else
+    the one written by an earlier run, else unknown (the commands are shown without it)."""
+    from rgen_harness.data.deita import DataUnavailable
+
+    try:
+        return subset_indices(config)
+    except DataUnavailable as e:
+        earlier = config.study_dir / SUBSET_FILE
+        if earlier.is_file():
+            _say(stream, f"[study] dry run: data unreachable; using the subset in {earlier}")
+            return json.loads(earlier.read_text(encoding="utf-8"))
+        if config.subset is not None:
+            _say(
+                stream,
+                f"[study] dry run: cannot tell which {config.subset.size} conversations the "
+                f"subset holds (drawn from the data, which cannot be read now: {e}). The commands "
+                "below lack their --samples indices.",
+            )
+        return None
+
+
 def run_study(
     config: StudyConfig,
     *,
@@ -396,8 +423,8 @@ def run_study(
     stream = stream or sys.stdout
     for name in only or []:
         config.model(name)  # unknown name -> error with a suggestion
-    subset = prepare(config)
-    planned = plan_runs(config, subset)
+    subset = prepare(config, dry_run=dry_run, stream=stream)
+    planned = plan_runs(config, subset, dry_run=dry_run)
     # Every model's fingerprint is checked, also with --only: the report shows them all, so a
     # model finished on other data or settings must not stand beside new ones.
     states = {r.label: run_state(r) for r in planned}

@@ -24,6 +24,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The Methods section of the report: the same rules as above, written for a reader.
+METHODS = (
+    "Every interval is a percentile bootstrap interval. Each statistic draws its resamples from "
+    "its own seeded random generator, so adding a model or a column never changes another "
+    "number. Replies without a finite value (not scored, skipped or failed) are left out, and "
+    "the number of values used is given beside each estimate.",
+    "A mean reward is bootstrapped over replies.",
+    "The paired difference QCR - QR uses the conversations that have a reward in both modes; "
+    "the bootstrap resamples conversations, so each QR reply stays with the QCR reply to the "
+    "same history. Win, tie and loss are the fractions of these conversations where the QCR "
+    "reply's reward is higher, within the tie margin, or lower.",
+    "The win rate against the reference is the fraction of replies whose reward is higher than "
+    "the reward of the dataset's reference reply to the same history; a tie counts one half, "
+    "as in AlpacaEval.",
+    "The length-controlled difference regresses, per conversation, the reward difference "
+    "QCR - QR on the difference of log(1 + reply characters). Its intercept is the QCR - QR "
+    "difference at equal reply length (the same estimate as a regression of reward on a QCR "
+    "indicator and log length with one intercept per conversation); its interval comes from "
+    "the paired bootstrap.",
+)
+
 CHUNK = 256  # bootstrap resamples drawn at once (bounds memory for long studies)
 
 

@@ -56,9 +56,12 @@ def _column(samples: list[SampleRow], key: str) -> np.ndarray:
     return np.array([row.get(key) for row in samples], dtype=float)
 
 
-def _mode_summary(result: TaskResult, s: ReportSettings, seed: int) -> dict[str, Any]:
+def _mode_summary(
+    result: TaskResult, s: ReportSettings, seed: int, max_gen_toks: int | None = None
+) -> dict[str, Any]:
     metrics = result.metrics
     out: dict[str, Any] = {"task": result.task, "results_file": str(result.results_file)}
+    out["max_gen_toks"] = result.max_gen_toks or max_gen_toks
     samples = result.samples
     if samples is None:
         out["n"] = int(metrics.get("sample_len") or 0)
@@ -82,6 +85,13 @@ def _mode_summary(result: TaskResult, s: ReportSettings, seed: int) -> dict[str,
     ).as_dict()
     for key in ("reply_chars", "reply_tokens", "criteria_chars"):
         out[key] = stats.describe(_column(samples, key))
+    tokens = _column(samples, "reply_tokens")
+    limit = out["max_gen_toks"]
+    # A reply holds at most max_gen_toks generated tokens: a larger count is the reply's text
+    # encoded again by the tokenizer, not the number of tokens the model generated.
+    out["reply_tokens_over_limit"] = (
+        int(np.sum(tokens[np.isfinite(tokens)] > limit)) if limit else None
+    )
     dropped = _column(samples, "dropped_turns")
     out["truncated"] = int(np.sum(dropped[np.isfinite(dropped)] > 0))
     out["skipped"] = sum(1 for r in samples if r.status == "skipped" or r.get("skipped") == 1)
@@ -169,8 +179,20 @@ def benchmark_scores(model: ModelResults, specs: list[dict] | None) -> dict[str,
     return out
 
 
+def same_history(qr: list[SampleRow], qcr: list[SampleRow]) -> dict[str, Any]:
+    """Conversations generated in both modes, and those whose QR and QCR prompts kept the same
+    turns (equal `dropped_turns`); the ids of the others."""
+    a, b = by_conversation(qr, "dropped_turns"), by_conversation(qcr, "dropped_turns")
+    both = [k for k in a if k in b and math.isfinite(a[k]) and math.isfinite(b[k])]
+    differ = [k for k in both if a[k] != b[k]]
+    return {"conversations": len(both), "same": len(both) - len(differ), "differ": differ}
+
+
 def summarise_model(
-    model: ModelResults, settings: ReportSettings, benchmarks: list[dict] | None
+    model: ModelResults,
+    settings: ReportSettings,
+    benchmarks: list[dict] | None,
+    max_gen_toks: int | None = None,
 ) -> dict[str, Any]:
     s = settings
     row: dict[str, Any] = {
@@ -182,7 +204,7 @@ def summarise_model(
     results = {mode: model.mode(mode) for mode in MODES}
     for i, mode in enumerate(MODES):
         r = results[mode]
-        row[mode] = _mode_summary(r, s, s.seed + 10 * i) if r is not None else None
+        row[mode] = _mode_summary(r, s, s.seed + 10 * i, max_gen_toks) if r is not None else None
     qr, qcr = results["qr"], results["qcr"]
     if qr is not None and qcr is not None and qr.samples is not None and qcr.samples is not None:
         kw = {"level": s.level, "resamples": s.resamples}
@@ -204,6 +226,7 @@ def summarise_model(
             set(by_conversation(qr.samples, "reply_chars"))
             & set(by_conversation(qcr.samples, "reply_chars"))
         )
+        row["same_history"] = same_history(qr.samples, qcr.samples)
     else:
         row["paired"] = stats.Paired(stats.Estimate.empty(), 0, 0, 0).as_dict()
         row["length_controlled"] = {
@@ -211,6 +234,7 @@ def summarise_model(
             "slope_per_log_char": math.nan,
         }
         row["conversations_in_both"] = 0
+        row["same_history"] = {"conversations": 0, "same": 0, "differ": []}
     row["throughput"] = _throughput(model)
     row["benchmarks"] = benchmark_scores(model, benchmarks)
     return row
@@ -250,6 +274,7 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
             out[prefix] = value
 
     walk("", {k: v for k, v in row.items() if k not in ("benchmarks",)})
+    out.pop("same_history_differ", None)
     for label, b in row.get("benchmarks", {}).items():
         out[f"bench_{label}"] = b["value"]
     for key in [k for k in out if k.endswith("results_file") or k.endswith("_task")]:

@@ -126,6 +126,9 @@ class DeitaTask(ConfigurableTask):
             rounds=self.rounds(),
             skip_reason=doc["problem"] or None,
             log_prompts=False,  # the history is in `doc`: rounds record prompt hashes
+            budget_tail=self.settings.qcr_prompts.budget_tail()
+            if self.settings.same_history
+            else None,
         )
 
     def construct_requests(self, doc, ctx, **kwargs) -> Instance:

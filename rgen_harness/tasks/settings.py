@@ -20,7 +20,15 @@ from rgen_harness.data.deita import DeitaSource
 from rgen_harness.prompts.qcr import QCRPrompts, load_qcr_prompts
 from rgen_harness.tasks.lm_eval_keys import LM_EVAL_KEYS, model_args_keys
 
-DEITA_KEYS = ("deita_path", "deita_dataset", "deita_split", "on_bad_row", "qcr_prompts", "scorers")
+DEITA_KEYS = (
+    "deita_path",
+    "deita_dataset",
+    "deita_split",
+    "on_bad_row",
+    "qcr_prompts",
+    "scorers",
+    "same_history",
+)
 
 
 def scorer_keys() -> list[str]:
@@ -77,6 +85,9 @@ class DeitaSettings:
     source: DeitaSource
     qcr_prompts: QCRPrompts
     scorers: tuple[str, ...]
+    # True: QR and QCR prompts of a conversation keep the same turns (QCR's need decides);
+    # False: each mode drops only what its own prompts need.
+    same_history: bool = True
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any], *, task: str) -> DeitaSettings:
@@ -85,8 +96,22 @@ class DeitaSettings:
             source=DeitaSource.from_metadata(metadata),
             qcr_prompts=load_qcr_prompts(metadata.get("qcr_prompts")),
             scorers=scorer_names(metadata),
+            same_history=_same_history(metadata),
         )
 
     def scorer_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
         """The metadata the scorer factories read, with `scorers` in its checked form."""
         return {**metadata, "scorers": ",".join(self.scorers) or "none"}
+
+
+def _same_history(metadata: dict[str, Any]) -> bool:
+    value = metadata.get("same_history", True)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"metadata same_history={value!r}: give true (the default: QR and QCR prompts keep "
+            "the same turns) or false (each mode drops only what it needs), e.g. --metadata "
+            "'{\"same_history\": false}'."
+        )
+    return value

@@ -178,7 +178,7 @@ def test_report_tables_plots_counts_lora_and_benchmarks(study, tmp_path):
     md = files.markdown.read_text()
     assert "FIXTURE DATA" in md
     assert "QCR - QR paired [95% CI]" in md and "(reward; 95% bootstrap intervals)" in md
-    assert "| base-lora | sft-r16 |" in md  # the LoRA row is labelled
+    assert "| [base-lora](browser.html#model=base-lora) | sft-r16 |" in md  # the LoRA row
     assert "MMLU" in md and "0.6100" in md  # benchmark column from the other run
     assert "mmlu `acc,none`" in md
     assert "unreadable sample" in md  # the corrupt line is reported, not fatal
