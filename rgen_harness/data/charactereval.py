@@ -121,7 +121,7 @@ def _download(url: str) -> str:
         raise RuntimeError(
             f"could not download {url} ({type(e).__name__}: {e}). Without network access, fetch "
             f"the data/ folder of {REPOSITORY} at {COMMIT[:7]} elsewhere and pass it with "
-            f"--metadata '{{\"{PATH_KEY}\": \"/path/to/data\"}}'."
+            f'--metadata \'{{"{PATH_KEY}": "/path/to/data"}}\'.'
         ) from e
 
 
@@ -154,7 +154,9 @@ def build_messages(role: str, profile: str, lines: list[tuple[str, str]]) -> lis
     """The authors' `concat_messages` plus the final query, as chat messages."""
     if lines[-1][0] == role:
         raise BadRow("the context ends on the role's own line: there is nothing to reply to")
-    for number, ((before, _), (speaker, _)) in enumerate(zip(lines, lines[1:]), start=2):
+    for number, ((before, _), (speaker, _)) in enumerate(
+        zip(lines, lines[1:], strict=False), start=2
+    ):
         if before == speaker == role:
             raise BadRow(f"context lines {number - 1} and {number} are both the role's")
     opening = lines[0][1] if lines[0][0] == role else None

@@ -40,7 +40,9 @@ def test_bootstrap_over_examples():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    records = [{m: float(rng.uniform(1, 5)) for m in agg.METRIC_NAMES[i % 3 :: 3]} for i in range(60)]
+    records = [
+        {m: float(rng.uniform(1, 5)) for m in agg.METRIC_NAMES[i % 3 :: 3]} for i in range(60)
+    ]
     est = agg.estimates(records, resamples=500, seed=1)
     point = agg.summarise(agg.metric_means(records))
     for name in agg.SUMMARY_NAMES:

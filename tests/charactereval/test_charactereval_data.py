@@ -36,9 +36,12 @@ def authors_messages(row: dict, profile) -> list[dict]:
 def test_real_rows_build_as_the_authors_do():
     rows = json.loads((REAL_ROWS / "test_data.jsonl").read_text(encoding="utf-8"))
     profiles = json.loads((REAL_ROWS / "character_profiles.json").read_text(encoding="utf-8"))
-    docs = {d["id"]: d for d in load_docs(CharacterEvalSource.from_metadata(
-        {"charactereval_path": str(REAL_ROWS)}
-    ))}
+    docs = {
+        d["id"]: d
+        for d in load_docs(
+            CharacterEvalSource.from_metadata({"charactereval_path": str(REAL_ROWS)})
+        )
+    }
     assert len(docs) == 5
     for row in rows:
         doc = docs[str(row["id"])]
@@ -46,7 +49,9 @@ def test_real_rows_build_as_the_authors_do():
         assert doc["role_info"] == str(profiles[row["role"]])
     assert docs["5611"]["problem"] == "example 5611: id2metric assigns no metric (not scored)"
     assert [d["id"] for d in docs.values() if not d["problem"]] == ["342", "8761", "10858", "3800"]
-    assert docs["342"]["messages"][1]["content"].startswith("好的！现在我来扮演祝无双。我首先发话：")
+    assert docs["342"]["messages"][1]["content"].startswith(
+        "好的！现在我来扮演祝无双。我首先发话："
+    )
     assert len(docs["8761"]["messages"]) == 3  # the role never speaks: profile, ack, last line
     id2metric = json.loads((REAL_ROWS / "id2metric.jsonl").read_text(encoding="utf-8"))
     assert [[m["en"], m["zh"]] for m in docs["342"]["metrics"]] == id2metric["342"]

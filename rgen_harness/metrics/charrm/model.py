@@ -120,7 +120,9 @@ class CharRMModel:
             path, revision=revision, dtype=resolve_dtype(dtype, self.device)
         )
         self.model = model.to(self.device).eval()
-        self.pad_id = config.get("pad_token_id") if isinstance(config.get("pad_token_id"), int) else 0
+        self.pad_id = (
+            config.get("pad_token_id") if isinstance(config.get("pad_token_id"), int) else 0
+        )
         body, head = getattr(model, "model", None), getattr(model, "score", None)
         if body is None or head is None or getattr(head, "out_features", None) != 1:
             log.warning(

@@ -1,4 +1,4 @@
-"""The `charrm` scorer's settings: `--metadata` keys `charrm_<field>`, checked when the task loads."""
+"""The `charrm` scorer's settings: `--metadata` keys `charrm_<field>`, checked at task load."""
 
 from __future__ import annotations
 
