@@ -33,7 +33,7 @@ CARRIED_KEYS = (
     "transformers_version",
     "lm_eval_version",
 )
-SCORER_KEY_PREFIXES = ("reward_", "rouge_", "similarity_")
+SCORER_KEY_PREFIXES = ("reward_", "rouge_", "similarity_", "charrm_")
 SAMPLES_RE = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.jsonl$")
 
 
@@ -67,6 +67,22 @@ def add_parser(sub) -> None:
             default=None,
             metavar=f.name.upper(),
             help=f"(metadata key reward_{f.name}; default: the run's, else {f.default!r})",
+        )
+    add_charrm_options(p)
+
+
+def add_charrm_options(p) -> None:
+    """`--charrm-<field>` for each charrm option (charactereval samples)."""
+    from rgen_harness.metrics.charrm.options import CharRMOptions
+
+    for f in fields(CharRMOptions):
+        p.add_argument(
+            f"--charrm-{f.name.replace('_', '-')}",
+            dest=f"charrm_{f.name}",
+            default=None,
+            metavar=f.name.upper(),
+            help=f"charactereval samples (metadata key charrm_{f.name}; default: the run's, "
+            f"else {f.default!r})",
         )
 
 
@@ -137,13 +153,18 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from rgen_harness.file_writes import check_writable
+    from rgen_harness.metrics.charrm.samples import is_charactereval
     from rgen_harness.metrics.reward.samples import rescore_file, write_results
 
     files = find_samples(args.path)
     root = args.path if args.path.is_dir() else args.path.parent
     out_root = args.output_dir or root / "rescored"
     check_writable(out_root, "--output-dir")
-    given = {k: v for k, v in vars(args).items() if k.startswith("reward_") and v is not None}
+    given = {
+        k: v
+        for k, v in vars(args).items()
+        if k.startswith(("reward_", "charrm_")) and v is not None
+    }
     if args.scorers is not None:
         given["scorers"] = args.scorers
     by_folder: dict[Path, dict] = {}
@@ -154,7 +175,14 @@ def _run(args) -> int:
         metadata = {**run_metadata(path, task), **given}
         out_dir = out_root / path.parent.relative_to(root)
         print(f"scoring {path} ({task})", file=sys.stderr, flush=True)
-        summary = rescore_file(path, out_dir / path.name, task=task, metadata=metadata)
+        rescore = rescore_file
+        if is_charactereval(task):
+            from rgen_harness.metrics.charrm.samples import rescore_file as rescore
+
+            metadata = {k: v for k, v in metadata.items() if not k.startswith("reward_")}
+        else:
+            metadata = {k: v for k, v in metadata.items() if not k.startswith("charrm_")}
+        summary = rescore(path, out_dir / path.name, task=task, metadata=metadata)
         folder = by_folder.setdefault(out_dir, {})
         if task in folder:
             raise ValueError(

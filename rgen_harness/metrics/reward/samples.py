@@ -131,7 +131,10 @@ def rescore_file(src: Path, dst: Path, *, task: str, metadata: dict) -> FileSumm
 
 
 def aggregate(summary: FileSummary, *, bootstrap_iters: int) -> dict[str, float | str]:
-    """Per metric `name,none` and `name_stderr,none`, as lm-eval reports them."""
+    """Per metric `name,none` and `name_stderr,none`, as lm-eval reports them (a summary with
+    its own `aggregate`, e.g. charactereval's, aggregates itself)."""
+    if hasattr(summary, "aggregate"):
+        return summary.aggregate(bootstrap_iters=bootstrap_iters)
     from lm_eval.api.metrics import stderr_for_metric
     from lm_eval.api.registry import get_aggregation
 

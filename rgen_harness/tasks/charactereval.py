@@ -1,0 +1,236 @@
+"""charactereval: CharacterEval's role-play dialogues, replies scored by BaichuanCharRM.
+
+Each example becomes ONE request of type `generate_chat_rounds` with a single round: the dialogue
+as the authors build it (rgen_harness.data.charactereval), rendered in the evaluated model's own
+chat template by the project's multi-round machinery (context budget, dropped turns counted, any
+backend). After generation every (example, metric) pair that id2metric assigns is scored at once
+by the `charrm` scorer (rgen_harness.metrics.charrm); the scores are stored in each reply's
+ChatResult (`scores`: metric -> 1-5), so logged samples show them beside the role.
+
+Metrics: the 12 metric means (lower-case names), the three dimension averages of the paper's
+Table 4 and `overall` (rgen_harness.metrics.charrm.aggregate), `charrm_pairs` / `charrm_failed`
+(pairs scored / not scored because their batch failed), `skipped` (malformed or unassigned
+examples, too long for the model), `failed` (generation errors), `reply_chars` (the scored first
+line), `dropped_turns`, `profile_dropped` (replies whose prompt lost the profile turn to the
+budget).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from copy import deepcopy
+from typing import Any
+
+from lm_eval.api.instance import Instance
+from lm_eval.api.task import ConfigurableTask
+
+from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
+from rgen_harness.data.charactereval import PATH_KEY
+from rgen_harness.metrics import reply_stats
+from rgen_harness.metrics.charrm import aggregate as agg
+from rgen_harness.metrics.charrm.render import first_line
+from rgen_harness.run_mode import predict_only
+from rgen_harness.tasks.lm_eval_keys import LM_EVAL_KEYS, model_args_keys
+
+reply_stats.register()
+
+SCORER = "charrm"
+TASK_KEYS = (PATH_KEY, "scorers")
+# name -> (aggregation, higher is better); counts are sums.
+BASE_METRICS = {
+    "reply_chars": ("mean", False),
+    "dropped_turns": ("mean", False),
+    "profile_dropped": ("sum", False),
+    "skipped": ("sum", False),
+    "failed": ("sum", False),
+}
+SCORE_COUNTS = {"charrm_pairs": ("sum", True), "charrm_failed": ("sum", False)}
+
+
+def known_keys() -> list[str]:
+    from dataclasses import fields
+
+    from rgen_harness.metrics.charrm.options import PREFIX, CharRMOptions
+
+    return [*TASK_KEYS, *(PREFIX + f.name for f in fields(CharRMOptions))]
+
+
+def check_keys(metadata: dict[str, Any], *, task: str) -> None:
+    known = known_keys()
+    allowed = set(known) | LM_EVAL_KEYS | model_args_keys()
+    for key in metadata:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"{task}: unknown --metadata key {key!r}.{hint} Known keys: {', '.join(known)} "
+                "(lm-eval's own keys and --model_args pass through)."
+            )
+
+
+def read_scorers(metadata: dict[str, Any]) -> bool:
+    """Whether the `charrm` scorer runs: `scorers` is "charrm" (the default) or "none"."""
+    raw = metadata.get("scorers", SCORER)
+    names = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f'scorers={raw!r}: use "charrm" (the default) or "none".')
+    names = [n.strip() for n in names if n.strip() and n.strip() != "none"]
+    for name in names:
+        if name != SCORER:
+            raise ValueError(
+                f'scorers={raw!r}: charactereval is scored by "{SCORER}" only; use "{SCORER}" '
+                'or "none" (generate and log the replies; `rgen-harness score` scores later).'
+            )
+    return bool(names)
+
+
+class CharacterEvalTask(ConfigurableTask):
+    def __init__(self, config: dict | None = None, **kwargs) -> None:
+        config = dict(config or {})
+        config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
+        metadata = dict(config.get("metadata") or {})
+        check_keys(metadata, task=str(config.get("task")))
+        scoring = read_scorers(metadata)
+        # Built (and checked: model found, code consent) before the data is read and before
+        # any generation; the model itself loads when scoring.
+        self._scorer = None
+        if scoring and not predict_only():
+            from rgen_harness.metrics.charrm.scorer import from_metadata
+
+            self._scorer = from_metadata(metadata)
+        elif scoring:  # still a typo in a charrm_ key must not pass silently
+            from rgen_harness.metrics.charrm.options import CharRMOptions
+
+            CharRMOptions.from_metadata(metadata)
+        super().__init__(config=config, **kwargs)
+        self._set_metrics()
+
+    def _set_metrics(self) -> None:
+        from lm_eval.api.registry import get_aggregation
+
+        table = dict(BASE_METRICS)
+        if self._scorer is not None:
+            table.update(SCORE_COUNTS)
+            table.update({agg.metric_key(m): ("mean", True) for m in agg.METRIC_NAMES})
+        self._metric_fn_list, self._metric_fn_kwargs = {}, {}
+        self._aggregation_list, self._higher_is_better = {}, {}
+        for name, (aggregation, higher) in table.items():
+            self._metric_fn_list[name] = reply_stats.passthrough
+            self._metric_fn_kwargs[name] = {}
+            self._aggregation_list[name] = get_aggregation(aggregation)
+            self._higher_is_better[name] = higher
+        if self._scorer is not None:
+            for name in agg.SUMMARY_NAMES:
+                self._metric_fn_list[name] = reply_stats.passthrough
+                self._metric_fn_kwargs[name] = {}
+                self._aggregation_list[name] = agg.aggregation(name)
+                self._higher_is_better[name] = True
+
+    def override_metric(self, metric_name: str) -> None:
+        """`--predict_only`: generate and log, score nothing (no model loads)."""
+        if metric_name != "bypass":
+            return super().override_metric(metric_name)
+        self._scorer = None
+        self._set_metrics()
+
+    # -- what a doc looks like to lm-eval -------------------------------------------------
+    def doc_to_text(self, doc, doc_to_text=None) -> str:
+        return doc["messages"][-1]["content"] if doc["messages"] else ""
+
+    def doc_to_target(self, doc, doc_to_target=None) -> str:
+        return ""
+
+    def fewshot_context(
+        self,
+        doc,
+        num_fewshot,
+        system_instruction=None,
+        apply_chat_template=False,
+        fewshot_as_multiturn=False,
+        chat_template=None,
+        gen_prefix=None,
+    ) -> ChatRequest:
+        if num_fewshot:
+            raise ValueError(
+                f"{self.config.task} is zero-shot (the dialogue is the context); got "
+                f"num_fewshot={num_fewshot}. Drop --num_fewshot."
+            )
+        messages = [dict(m) for m in doc["messages"]]
+        if system_instruction and not doc["problem"]:
+            messages.insert(0, {"role": "system", "content": system_instruction})
+        return ChatRequest.build(
+            doc_id=doc["id"],
+            messages=messages,
+            rounds=[[]],
+            skip_reason=doc["problem"] or None,
+            log_prompts=False,  # the dialogue is in `doc`: rounds record prompt hashes
+        )
+
+    def construct_requests(self, doc, ctx, **kwargs) -> Instance:
+        kwargs.pop("apply_chat_template", None)
+        kwargs.pop("chat_template", None)
+        return Instance(
+            request_type=REQUEST_TYPE,
+            doc=doc,
+            arguments=(ctx, deepcopy(self.config.generation_kwargs)),
+            idx=0,
+            **kwargs,
+        )
+
+    def apply_filters(self):
+        """lm-eval's filters, then every assigned (example, metric) pair scored at once."""
+        super().apply_filters()
+        if self._scorer is None or not self._instances:
+            return self._instances
+        for key in self._instances[0].filtered_resps:
+            results = [ChatResult.from_json(i.filtered_resps[key]) for i in self._instances]
+            score_results(self._scorer, [i.doc for i in self._instances], results)
+            for inst, result in zip(self._instances, results, strict=True):
+                inst.filtered_resps[key] = result.to_json()
+        return self._instances
+
+    def process_results(self, doc, results) -> dict[str, Any]:
+        return doc_metrics(doc, ChatResult.from_json(results[0]), scored=self._scorer is not None)
+
+
+def score_results(scorer, docs: list[dict], results: list[ChatResult]) -> None:
+    """Score every assigned pair of the generated replies; scores go into `result.scores`
+    (metric -> 1-5, NaN where scoring failed)."""
+    from rgen_harness.metrics.charrm.scorer import Pair
+
+    pairs, owners = [], []
+    for doc, result in zip(docs, results, strict=True):
+        if result.status != "ok" or doc["problem"]:
+            continue
+        response = first_line(result.reply)
+        for metric in doc["metrics"]:
+            pairs.append(Pair(doc["role_info"], doc["context"], response, metric["zh"]))
+            owners.append((result, metric["en"]))
+    scores = scorer.score(pairs, desc="charrm") if pairs else []
+    for (result, metric), value in zip(owners, scores, strict=True):
+        result.scores[metric] = value
+
+
+def doc_metrics(doc: dict, result: ChatResult, *, scored: bool) -> dict[str, Any]:
+    ok = result.status == "ok"
+    out: dict[str, Any] = {
+        "skipped": float(result.status == "skipped"),
+        "failed": float(result.status == "failed"),
+        "profile_dropped": float(ok and result.dropped_turns >= 2),
+    }
+    if ok:
+        out["reply_chars"] = float(len(first_line(result.reply)))
+        out["dropped_turns"] = float(result.dropped_turns)
+    if not scored:
+        return out
+    record = {
+        m: float(v)
+        for m, v in result.scores.items()
+        if m in agg.METRIC_NAMES and isinstance(v, (int, float)) and math.isfinite(v)
+    }
+    out["charrm_pairs"] = float(len(record))
+    out["charrm_failed"] = float(len(doc["metrics"]) - len(record)) if ok else 0.0
+    out.update({agg.metric_key(m): v for m, v in record.items()})
+    out.update({name: record for name in agg.SUMMARY_NAMES})
+    return out
