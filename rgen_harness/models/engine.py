@@ -229,16 +229,38 @@ def open_pipeline(spec: EngineSpec) -> LMDeployEngine:
     if backend == "turbomind":
         check_turbomind_supports(spec)
     config = spec.args.engine_config(backend)
-    pipe = lmdeploy.pipeline(
-        spec.model_path,
-        backend_config=config,
-        log_level=spec.log_level,
-        trust_remote_code=spec.args.trust_remote_code,
-    )
+    try:
+        pipe = lmdeploy.pipeline(
+            spec.model_path,
+            backend_config=config,
+            log_level=spec.log_level,
+            trust_remote_code=spec.args.trust_remote_code,
+        )
+    except AssertionError as e:
+        if "parallel config" not in str(e):
+            raise
+        from rgen_harness.models.lmdeploy_config import ModelArgsError
+
+        raise ModelArgsError(
+            f"lmdeploy cannot lay tp={spec.args.tp}, dp={spec.args.dp} over the visible GPUs "
+            f"({e}). Lower tp/dp to fit, or make more GPUs visible (CUDA_VISIBLE_DEVICES)."
+        ) from None
     built = pipe.async_engine.backend
     if built != backend:
         log.warning("lmdeploy built its %s engine (asked for %s)", built, backend)
-    return LMDeployEngine(pipe, built)
+    engine = LMDeployEngine(pipe, built)
+    layout = engine.settings()
+    if layout.get("device_num") and layout["device_num"] != spec.args.tp * spec.args.dp:
+        log.warning(
+            "lmdeploy laid tp=%d, dp=%d over %d GPU(s) (attention tp %s x dp %s): the layout "
+            "differs from the request; it is reported in the results as it ran",
+            spec.args.tp,
+            spec.args.dp,
+            layout["device_num"],
+            layout.get("attn_tp_size"),
+            layout.get("attn_dp_size"),
+        )
+    return engine
 
 
 class LMDeployEngine:
