@@ -432,7 +432,11 @@ def generate_chat_rounds(self, requests, disable_tqdm: bool = False) -> list[str
     """Default `LM.generate_chat_rounds`: multi-round chat through apply_chat_template +
     generate_until. Returns one ChatResult JSON string per request, in order."""
     from rgen_harness.chat.api_backend import api_backend_for
+    from rgen_harness.models.hf_chat import HFChatBackend, is_hf_causal
 
-    backend = api_backend_for(self) or LMChatBackend(self)
+    backend = api_backend_for(self)
+    if backend is None:
+        backend = HFChatBackend(self, use_tqdm=not disable_tqdm) if is_hf_causal(self) else None
+    backend = backend or LMChatBackend(self)
     results = run_rounds([req.args for req in requests], backend, RoundCache.of(self))
     return [r.to_json() for r in results]

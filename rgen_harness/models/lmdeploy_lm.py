@@ -57,6 +57,7 @@ from tqdm import tqdm
 
 from rgen_harness.chat.fast_template import FastChatTemplate
 from rgen_harness.chat.protocol import REQUEST_TYPE
+from rgen_harness.chat.reply_text import reply_from_ids
 from rgen_harness.chat.runner import RoundCache, run_rounds
 from rgen_harness.chat.special_tokens import encode_prompt, template_tokens
 from rgen_harness.models.engine import EngineSpec, create_engine, engine_factory, free_memory
@@ -74,7 +75,6 @@ from rgen_harness.models.responses import (
     GenerationFailed,
     LogprobsUnavailable,
     check_engine_alive,
-    cut_at_stops,
     describe_failure,
 )
 from rgen_harness.models.throughput import ThroughputLog
@@ -366,12 +366,6 @@ class LMDeployLM(TemplateLM):
             raise RuntimeError(f"engine returned {len(responses)} responses for {len(input_ids)}")
         return responses
 
-    def reply_tokens(self, resp, text: str) -> int:
-        """Tokens of the reply as kept (the stop token or a cut-off tail does not count)."""
-        if text == resp.text:
-            return resp.generate_token_len
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
-
     def _record_call(self, kind: str, samples: int, responses, start: float) -> None:
         """Throughput of one engine call that served `samples` lm-eval requests."""
         self.backends_used[kind] = self.engine.backend
@@ -402,7 +396,7 @@ class LMDeployLM(TemplateLM):
         for req, resp, until in zip(requests, responses, untils, strict=True):
             if resp.finish_reason in FAILED:
                 continue
-            text = cut_at_stops(resp.text, until)
+            text = reply_from_ids(self.tokenizer, resp.token_ids or [], until=until).text
             out.append(text)
             # Cached before any failure is raised: with --use_cache a rerun redoes only those.
             self.cache_hook.add_partial("generate_until", req.args, text)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 FAILED = ("error", "abort")
 MAX_LISTED_FAILURES = 5
 
@@ -35,14 +33,6 @@ def check_engine_alive(responses, what: str) -> None:
 
 class LogprobsUnavailable(RuntimeError):
     """Log-likelihood requests on an engine that cannot score prompts (TurboMind)."""
-
-
-def cut_at_stops(text: str, until: Sequence[str]) -> str:
-    """The text before the first occurrence of any stop string (lm-eval's rule)."""
-    for stop in until:
-        if stop:
-            text = text.split(stop, 1)[0]
-    return text
 
 
 def describe_failure(resp) -> str:

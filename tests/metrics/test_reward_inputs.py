@@ -38,6 +38,7 @@ def scored(tiny_dir, tmp_path_factory):
             "reward_model": str(tiny_dir / "reward"),
             "reward_backend": "hf",
             "reward_cache": str(out / "cache"),
+            "same_history": False,  # per-mode budgets: QCR drops more turns than QR
         },
         log_samples=True,
         bootstrap_iters=0,
