@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow
 
 
 def config(tiny_dir, tmp_path) -> dict:
+    chat = str(tiny_dir / "chat")
     return {
         "name": "judged",
-        "models": [{"name": "tiny", "model": "hf", "model_args": {"pretrained": str(tiny_dir / "chat")}}],
+        "models": [{"name": "tiny", "model": "hf", "model_args": {"pretrained": chat}}],
         "device": "cpu",
         "data": {"path": "sample"},
         "limit": 3,
