@@ -97,3 +97,17 @@ def test_settings_errors_name_the_fix(tmp_path):
     assert (s.a.task, s.b.task) == ("deita_qr", "deita_qcr") and s.length_ratio == 1.25
     with pytest.raises(ValueError, match="same samples file"):
         PairwiseSettings.from_metadata(both | {"pairwise_b_task": "deita_qcr"}, task="t")
+
+
+def test_nothing_judged_gives_counts_and_no_numbers():
+    from rgen_harness.metrics.pairwise import summary
+
+    skipped = {"id": "x", "source": "s", "skipped": 1, "verdicts": [], "shown": [], "status": []}
+    skipped |= {"reward_a": 1.0, "reward_b": 0.0, "chars_a": 1, "chars_b": 1}
+    unreadable = skipped | {"skipped": 0, "verdicts": [1, None], "shown": [1, None]}
+    unreadable["status"] = ["ok", "unparsed"]
+    out = summary([skipped, unreadable], resamples=100)
+    assert (out["pairs"], out["n"], out["skipped"], out["unreadable"]) == (2, 0, 1, 1)
+    assert out["unreadable_verdicts"] == 1
+    assert math.isnan(out["win_rate_adjusted"]) and math.isnan(out["reward_agreement"])
+    assert out["first_pick_rate"] == 1.0  # the one read non-tie verdict picked the first shown
