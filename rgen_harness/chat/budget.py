@@ -63,6 +63,17 @@ class FitJob:
     # Drop at least what `history + shared_tail` needs within max_prompt_tokens - shared_reserve.
     shared_tail: list[Message] | None = None
     shared_reserve: int = 0
+    # The history is quoted in this frame rather than sent as turns (rgen_harness.chat.quote).
+    quote: dict | None = None
+
+    def messages(self, dropped: int) -> list[Message]:
+        """What is rendered with `dropped` oldest turns left out."""
+        kept = drop_oldest(self.history, dropped)
+        if self.quote:
+            from rgen_harness.chat.quote import framed
+
+            kept = framed(self.quote, kept, dropped)
+        return kept + self.tail
 
     @classmethod
     def for_round(
@@ -85,6 +96,7 @@ class FitJob:
             dropped,
             shared_tail=shared or None,
             shared_reserve=max_gen_toks if shared else 0,
+            quote=getattr(request, "quote", None),
         )
 
 
@@ -168,6 +180,7 @@ def _with_shared_needs(jobs: list[FitJob], *, render, count_many) -> list[FitJob
             jobs[i].shared_tail,
             jobs[i].max_prompt_tokens - jobs[i].shared_reserve,
             jobs[i].min_dropped,
+            quote=jobs[i].quote,
         )
         for i in idx
     ]
@@ -181,7 +194,8 @@ def _with_shared_needs(jobs: list[FitJob], *, render, count_many) -> list[FitJob
             need = droppable_turns(job.history)
         else:  # the template failed on the shared tail: the job's own attempt reports it
             need = job.min_dropped
-        out[i] = FitJob(job.history, job.tail, job.max_prompt_tokens, max(need, job.min_dropped))
+        need = max(need, job.min_dropped)
+        out[i] = FitJob(job.history, job.tail, job.max_prompt_tokens, need, quote=job.quote)
     return out
 
 
@@ -194,7 +208,7 @@ def _run_searches(searches: list[_Search], *, render, count_many) -> list[Fitted
         for s in step:
             pairs = s.next
             try:
-                prompt = render(drop_oldest(s.job.history, 2 * pairs) + s.job.tail)
+                prompt = render(s.job.messages(2 * pairs))
             except Exception as e:  # noqa: BLE001  (the caller decides what a failure means)
                 s.outcome, s.next = e, None
                 continue

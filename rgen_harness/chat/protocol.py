@@ -39,6 +39,7 @@ class ChatRequest(str):
         skip_reason: str | None = None,
         log_prompts: bool = True,
         budget_tail: list[Message] | None = None,
+        quote: dict | None = None,
     ) -> ChatRequest:
         """`log_prompts=False`: the result records each round's prompt by its SHA-256, token
         count and dropped turns instead of its text (`rgen_harness.chat.runner.rebuild_prompts`
@@ -46,12 +47,19 @@ class ChatRequest(str):
 
         `budget_tail`: the first round keeps only the turns that this history + `budget_tail`
         keeps with max_gen_toks more set aside for the reply the tail stands in for (see
-        `rgen_harness.chat.budget`): the same history for every mode of one conversation."""
+        `rgen_harness.chat.budget`): the same history for every mode of one conversation.
+
+        `quote`: `messages` are shown as text inside this frame instead of sent as turns
+        (`rgen_harness.chat.quote`; the budget still drops their oldest turns first)."""
         payload = {"id": doc_id, "messages": messages, "rounds": rounds, "skip_reason": skip_reason}
         if not log_prompts:
             payload["log_prompts"] = False
         if budget_tail:
             payload["budget_tail"] = budget_tail
+        if quote:
+            from rgen_harness.chat.quote import check_quote
+
+            payload["quote"] = check_quote(quote)
         return cls(json.dumps(payload, ensure_ascii=False))
 
     @classmethod
@@ -118,6 +126,7 @@ class RequestData:
     skip_reason: str | None
     log_prompts: bool
     budget_tail: list[Message] | None = None
+    quote: dict | None = None  # see rgen_harness.chat.quote
 
     @classmethod
     def of(cls, payload: dict) -> RequestData:
@@ -128,7 +137,17 @@ class RequestData:
             skip_reason=payload.get("skip_reason"),
             log_prompts=payload.get("log_prompts", True) is not False,
             budget_tail=payload.get("budget_tail") or None,
+            quote=payload.get("quote") or None,
         )
+
+    def sent(self, kept: list[Message], dropped: int = 0) -> list[Message]:
+        """The messages sent for the kept history (`messages` minus `dropped` oldest turns):
+        the history itself, or quoted in the request's frame."""
+        if not self.quote:
+            return kept
+        from rgen_harness.chat.quote import framed
+
+        return framed(self.quote, kept, dropped)
 
 
 @dataclass

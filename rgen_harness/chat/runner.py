@@ -265,7 +265,8 @@ def _prepare_many(states: list[_State], backend: ChatBackend) -> list[str | None
     if backend.max_length is None:
         for s in states:
             try:
-                fitted.append(_unbudgeted(backend.render(s.request.messages + s.tail)))
+                messages = s.request.sent(s.request.messages) + s.tail
+                fitted.append(_unbudgeted(backend.render(messages)))
             except Exception as e:  # noqa: BLE001  (sorted out below)
                 fitted.append(e)
     else:
@@ -328,7 +329,8 @@ def rebuild_prompts(request: ChatRequest, result: ChatResult, render) -> list[st
     prompts, tail = [], []
     for k, record in enumerate(result.rounds):
         tail = tail + request.rounds[k]
-        history = drop_oldest(request.messages, record.dropped_turns or 0)
+        dropped = record.dropped_turns or 0
+        history = request.sent(drop_oldest(request.messages, dropped), dropped)
         prompts.append(render(history + tail))
         tail = tail + [{"role": "assistant", "content": record.reply}]
     return prompts

@@ -29,6 +29,7 @@ PROMPTS_DIR = Path(__file__).parent
 DEFAULT_VERSION = "judge_v1"
 _FIELDS = ("version", "parser", "max_gen_toks", "system", "user")
 _PLACEHOLDER = re.compile(r"\{(query|response_1|response_2)\}")
+_RESPONSES = re.compile(r"\{(response_1|response_2)\}")
 _BRACKET = re.compile(r"\[([012])\]")
 
 
@@ -87,6 +88,20 @@ class JudgePrompt:
         text = _PLACEHOLDER.sub(lambda m: fields[m.group(1)], self.user)
         system = [{"role": "system", "content": self.system}] if self.system.strip() else []
         return [*system, {"role": "user", "content": text}]
+
+    def frame(
+        self, response_1: str, response_2: str, *, system_instruction: str | None = None
+    ) -> dict:
+        """The prompt for one pair with the query left open, as a quote frame
+        (`rgen_harness.chat.quote`): the query (a quoted conversation) goes between consecutive
+        `parts`. `system_instruction` comes before the prompt's own system text."""
+        fields = {"response_1": response_1, "response_2": response_2}
+        parts = [
+            _RESPONSES.sub(lambda m: fields[m.group(1)], piece)
+            for piece in self.user.split("{query}")
+        ]
+        system = "\n\n".join(t for t in (system_instruction, self.system) if t and t.strip())
+        return {"system": system, "parts": parts}
 
     def parse(self, reply: str) -> int | None:
         return PARSERS[self.parser](reply)

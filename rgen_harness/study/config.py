@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import yaml
 
+from rgen_harness.study.judge_block import JudgeSpec, check_judge
+
 MODEL_TYPES = ("lmdeploy", "hf")
 DEITA_TASKS = ("deita_qr", "deita_qcr")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -130,6 +132,7 @@ class StudyConfig:
     notice: str | None = None  # printed at the top of the report (e.g. "smoke run")
     report: ReportSpec = field(default_factory=ReportSpec)
     tiny_models: tuple[TinyModelSpec, ...] = ()
+    judge: JudgeSpec | None = None  # a pairwise LLM judge of QCR vs QR (study.judge_block)
     # Strings taken from the environment: (expanded string, the string as written, the values
     # of its variables). Set by `parse_study_config`; not a config key.
     env_refs: tuple[tuple[str, str, tuple[str, ...]], ...] = field(
@@ -273,6 +276,8 @@ def _check(config: StudyConfig, source: str) -> None:
             fail(f"benchmark {b.task!r} is also in 'tasks'; list it in one place")
         if labels.count(b.label or b.task) > 1:
             fail(f"benchmark label {b.label or b.task!r} is used twice")
+    if config.judge is not None:
+        check_judge(config.judge, source)
     available = _available_scorers()
     if config.scorers is not None and available is not None:
         for name in config.scorers:

@@ -191,6 +191,36 @@ def _rate(x: Any) -> str:
     return NA if not isinstance(x, (int, float)) or not math.isfinite(x) else f"{x:.2f}"
 
 
+JUDGE_NOTE = (
+    "Judge W/T/L: a pairwise LLM judge (`deita_pairwise`, the study's `judge:` block) compared "
+    "each conversation's QCR and QR replies in both orders; a win (loss) for QCR only when both "
+    "orders prefer QCR (QR), a tie otherwise; pairs with an unreadable verdict are left out and "
+    "counted. Shown: wins / ties / losses, then (wins + ties / 2) / n with its bootstrap "
+    "interval over conversations. Reward-judge agreement: the share of judged pairs where the "
+    "judge's outcome equals the sign of the reward difference (ties included), then without "
+    "ties."
+)
+
+
+def judge_cells(judge: dict | None, pct: str) -> list[str]:
+    """The leaderboard's two judge cells of a row (n/a without a judge run)."""
+    if not judge or not judge.get("n"):
+        return [NA, NA]
+    wtl = f"{judge['wins']:.0f} / {judge['ties']:.0f} / {judge['losses']:.0f}"
+    adj = (
+        f"{_f(judge['win_rate_adjusted'], 2)} [{_f(judge['win_rate_adjusted_low'], 2)}, "
+        f"{_f(judge['win_rate_adjusted_high'], 2)}]"
+    )
+    agree = (
+        f"{_f(judge['reward_agreement'], 2)} (n={judge['reward_agreement_n']:.0f}); "
+        f"no ties {_f(judge['reward_agreement_no_ties'], 2)} "
+        f"(n={judge['reward_agreement_no_ties_n']:.0f})"
+        if judge.get("reward_agreement_n")
+        else NA
+    )
+    return [f"{wtl}; {adj}", agree]
+
+
 def _table(header: list[str], lines: list[list[str]]) -> str:
     return md_table(header, lines)
 
@@ -303,6 +333,9 @@ def _markdown(
         f"QR win vs reference [{pct} CI]",
         f"QCR win vs reference [{pct} CI]",
     ] + bench_labels
+    judged = any(r.get("judge") for r in rows)
+    if judged:
+        header += ["Judge W/T/L (QCR vs QR)", "Reward-judge agreement"]
     body = []
     for r in rows:
         p = r["paired"]
@@ -330,8 +363,11 @@ def _markdown(
                 _est(_mode(r, "qcr").get("win_vs_reference"), 2),
             ]
             + [_f(r["benchmarks"].get(b, {}).get("value"), 4) for b in bench_labels]
+            + (judge_cells(r.get("judge"), pct) if judged else [])
         )
     lines += [_table(header, body), ""]
+    if judged:
+        lines += [JUDGE_NOTE, ""]
     lines += _same_history_note(rows, study)
     if bench_labels:
         metric_names = {}

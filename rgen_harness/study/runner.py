@@ -192,7 +192,9 @@ def plan_runs(
         runs.append(_deita_run(config, model, subset, study_dir, dry_run))
         for i, group in enumerate(_benchmark_groups(config.benchmarks)):
             runs.append(_benchmark_run(config, model, group, f"bench-{i + 1}", study_dir))
-    return runs
+    from rgen_harness.study.judge_block import judge_runs
+
+    return runs + judge_runs(config, study_dir)  # after every model's generation
 
 
 def _common(config: StudyConfig, model: ModelSpec) -> tuple[list[str], dict]:

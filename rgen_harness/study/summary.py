@@ -169,7 +169,7 @@ def benchmark_scores(model: ModelResults, specs: list[dict] | None) -> dict[str,
             out[label] = {"task": spec["task"], "metric": metric, "value": value}
         return out
     for task, result in sorted(model.tasks.items()):
-        if task in DEITA_MODES:
+        if task in DEITA_MODES or task == "deita_pairwise":  # the judge has its own columns
             continue
         subtasks = {t for subs in result.run_info.get("group_subtasks", {}).values() for t in subs}
         if task in subtasks:
@@ -237,6 +237,9 @@ def summarise_model(
         row["same_history"] = {"conversations": 0, "same": 0, "differ": []}
     row["throughput"] = _throughput(model)
     row["benchmarks"] = benchmark_scores(model, benchmarks)
+    from rgen_harness.study.judge_block import judge_row
+
+    row["judge"] = judge_row(model)
     return row
 
 

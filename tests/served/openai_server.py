@@ -5,9 +5,11 @@
 lmdeploy's api_server and vLLM's. Two model names share the weights with different context
 lengths: `--model-name` (`--max-len`) and `<model-name>-small` (`--small-max-len`); a request
 over its limit gets HTTP 400 with the server's message, as real servers answer. A prompt that
-contains `FAIL_MARKER` gets HTTP 500. With `--log-file`, every request body is appended to it
-as one JSON line (tests check what arrived). The process exits after `--max-seconds` or
-`--max-requests`, whichever comes first (a test that forgets it cannot leave it running).
+contains `FAIL_MARKER` gets HTTP 500. With `--scripted-judge`, chat replies are not generated
+but given by `scripted_judge.verdict(last user message)` (a judge with known verdicts). With
+`--log-file`, every request body is appended to it as one JSON line (tests check what arrived).
+The process exits after `--max-seconds` or `--max-requests`, whichever comes first (a test
+that forgets it cannot leave it running).
 
     python openai_server.py --model DIR --port P [--max-len 1024] [--small-max-len 200]
 """
@@ -22,7 +24,13 @@ FAIL_MARKER = "INJECT_SERVER_ERROR_500"
 
 
 def build_app(
-    model_dir: str, name: str, max_len: int, small_max_len: int, max_requests: int, log_file=None
+    model_dir: str,
+    name: str,
+    max_len: int,
+    small_max_len: int,
+    max_requests: int,
+    log_file=None,
+    scripted_judge: bool = False,
 ):
     import torch
     from fastapi import FastAPI, Request
@@ -103,7 +111,13 @@ def build_app(
         rejected = admit(body, ids, rendered)
         if rejected is not None:
             return rejected
-        text, n, finish = generate(ids, body)
+        if scripted_judge:
+            from scripted_judge import verdict
+
+            text = verdict(messages[-1]["content"])
+            n, finish = len(tokenizer(text, add_special_tokens=False).input_ids), "stop"
+        else:
+            text, n, finish = generate(ids, body)
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": text},
@@ -143,6 +157,7 @@ def main() -> None:
     p.add_argument("--max-requests", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=600)
     p.add_argument("--log-file", default=None)
+    p.add_argument("--scripted-judge", action="store_true")
     args = p.parse_args()
 
     import uvicorn
@@ -154,6 +169,7 @@ def main() -> None:
         args.small_max_len,
         args.max_requests,
         args.log_file,
+        args.scripted_judge,
     )
     deadline = time.monotonic() + args.max_seconds
 

@@ -25,7 +25,7 @@ from lm_eval.api.task import ConfigurableTask
 from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
 from rgen_harness.data.judge import get_spec
 from rgen_harness.metrics.judge import FLIP
-from rgen_harness.prompts.judge import load_judge_prompt
+from rgen_harness.prompts.judge import JudgePrompt, load_judge_prompt
 from rgen_harness.tasks.judge import reward
 from rgen_harness.tasks.judge.aggregate import metrics_for
 from rgen_harness.tasks.judge.keys import check_keys
@@ -46,6 +46,36 @@ def read_swap(value: Any) -> bool:
         f"judge_swap={value!r} is not a boolean: use --metadata '{{\"judge_swap\": false}}' to "
         "judge each pair in the given order only, or true (the default) for both orders."
     )
+
+
+def read_judgment(prompt: JudgePrompt, raw: str, order: str) -> dict:
+    """One order's ChatResult JSON read with the prompt's parser: order, status, reason, the
+    rendered prompt, the raw reply, the verdict as shown and mapped back to the given order
+    (`verdict_in_dataset_order`; 1 <-> 2 for the swapped order). An unreadable verdict is None
+    with status "unparsed", never a guess."""
+    result = ChatResult.from_json(raw)
+    out = {"order": order, "status": result.status, "reason": result.reason}
+    out["prompt"] = result.rounds[-1].prompt if result.rounds else ""
+    out["reply"] = result.reply
+    out["dropped_turns"] = result.dropped_turns
+    shown = prompt.parse(result.reply) if result.status == "ok" else None
+    if result.status == "ok" and shown is None:
+        out["status"], out["reason"] = "unparsed", f"no {prompt.parser} verdict found"
+    out["verdict"] = shown
+    out["verdict_in_dataset_order"] = FLIP[shown] if order == "swapped" else shown
+    return out
+
+
+def with_system_instruction(messages: list[dict], instruction: str | None) -> list[dict]:
+    """`--system_instruction` before the prompt's own system text, or as a system turn."""
+    if not instruction:
+        return messages
+    messages = [dict(m) for m in messages]
+    if messages and messages[0]["role"] == "system":
+        messages[0]["content"] = f"{instruction}\n\n{messages[0]['content']}"
+    else:
+        messages.insert(0, {"role": "system", "content": instruction})
+    return messages
 
 
 class PairwiseJudgeTask(ConfigurableTask):
@@ -87,12 +117,9 @@ class PairwiseJudgeTask(ConfigurableTask):
         first, second = doc["response_1"], doc["response_2"]
         if order == "swapped":
             first, second = second, first
-        messages = self.prompt.messages(doc["query"], first, second)
-        if self._system_instruction:
-            if messages[0]["role"] == "system":
-                messages[0]["content"] = f"{self._system_instruction}\n\n{messages[0]['content']}"
-            else:
-                messages.insert(0, {"role": "system", "content": self._system_instruction})
+        messages = with_system_instruction(
+            self.prompt.messages(doc["query"], first, second), self._system_instruction
+        )
         return ChatRequest.build(
             doc_id=f"{doc['id']}:{order}",
             messages=messages,
@@ -139,16 +166,7 @@ class PairwiseJudgeTask(ConfigurableTask):
     # -- reading the verdicts -------------------------------------------------------------
     def judgment(self, raw: str, order: str) -> dict:
         """One order's result as logged: prompt, raw reply, verdict as shown and as given."""
-        result = ChatResult.from_json(raw)
-        out = {"order": order, "status": result.status, "reason": result.reason}
-        out["prompt"] = result.rounds[-1].prompt if result.rounds else ""
-        out["reply"] = result.reply
-        shown = self.prompt.parse(result.reply) if result.status == "ok" else None
-        if result.status == "ok" and shown is None:
-            out["status"], out["reason"] = "unparsed", f"no {self.prompt.parser} verdict found"
-        out["verdict"] = shown
-        out["verdict_in_dataset_order"] = FLIP[shown] if order == "swapped" else shown
-        return out
+        return read_judgment(self.prompt, raw, order)
 
     def apply_filters(self):
         super().apply_filters()
