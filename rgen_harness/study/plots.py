@@ -177,14 +177,15 @@ def reward_vs_length(
 def charactereval_metrics(
     rows: list[dict], out: Path, s: ReportSettings, notice: str | None = None
 ) -> Path | None:
-    """The 12 CharacterEval metric means per model, with their bootstrap intervals."""
+    """The 12 CharacterEval metric means per model (points, side by side within a metric), with
+    their bootstrap intervals; the axis fits the values (the scale is 1-5)."""
     from rgen_harness.metrics.charrm.aggregate import METRIC_NAMES, SHORT, metric_key
 
     rows = [r for r in rows if r.get("charactereval")]
     if not rows:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(rows) * 12 + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(8, 0.3 * len(rows) * 12 + 2), 4))
     width = 0.8 / len(rows)
     cmap = plt.get_cmap("tab10")
     for i, r in enumerate(rows):
@@ -197,10 +198,11 @@ def charactereval_metrics(
             ys.append(est["value"])
             errs[0].append(est["value"] - est["low"] if _finite(est.get("low")) else 0)
             errs[1].append(est["high"] - est["value"] if _finite(est.get("high")) else 0)
-        ax.bar(xs, ys, width, yerr=errs, capsize=2, label=_label(r), color=cmap(i % 10))
+        ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=2, label=_label(r), color=cmap(i % 10))
     ax.set_xticks(range(len(METRIC_NAMES)), [SHORT[m] for m in METRIC_NAMES])
-    ax.set_ylim(1, 5)
-    ax.set_ylabel("mean CharRM score (1-5)")
+    for x in range(len(METRIC_NAMES) - 1):  # separate the metrics
+        ax.axvline(x + 0.5, color="#DDDDDD", linewidth=0.6)
+    ax.set_ylabel("mean CharRM score (scale 1-5)")
     ax.set_title(f"CharacterEval metrics ({s.percent} bootstrap intervals over examples)")
     _legend_right(ax)
     return _save(fig, out / "charactereval_metrics.png", notice)

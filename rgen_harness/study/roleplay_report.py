@@ -87,24 +87,36 @@ def _roles(rows: list[dict]) -> list[str]:
     if not models:
         return []
     roles = sorted({role for r in models for role in r["charactereval_roles"]})
-    header = ["Role", *(f"{r['model']} overall (examples)" for r in models)]
+    header = ["Role", *(f"{r['model']}: mean (metrics, examples)" for r in models)]
     body = []
     for role in roles[:MAX_ROLES]:
         cells = [role]
         for r in models:
             entry = r["charactereval_roles"].get(role)
-            cells.append(f"{_value(entry.get('overall'))} ({entry['examples']})" if entry else NA)
+            cells.append(_role_cell(entry) if entry else NA)
         body.append(cells)
     lines = ["### Per role", "", md_table(header, body), ""]
     if len(roles) > MAX_ROLES:
         lines += [f"{len(roles) - MAX_ROLES} more roles in charactereval_roles.csv.", ""]
     lines += [
-        "Per role: the mean of the 12 metric means over that role's examples (n/a where a "
-        "metric has no scored pair for the role). Every metric per role is in "
-        "charactereval_roles.csv and leaderboard.json.",
+        "Per role: the mean of the role's metric means over the metrics it has scored pairs "
+        "for (how many of the 12, and the role's examples, in brackets); it equals the role's "
+        "overall when all 12 are there. Every metric per role, with the dimension averages, is "
+        "in charactereval_roles.csv and leaderboard.json.",
         "",
     ]
     return lines
+
+
+def _role_cell(entry: dict) -> str:
+    from rgen_harness.metrics.charrm.aggregate import METRIC_NAMES
+
+    means = [entry.get(m) for m in METRIC_NAMES]
+    means = [m for m in means if finite(m)]
+    if not means:
+        return f"{NA} (0/12, {entry.get('examples', 0)})"
+    mean = sum(means) / len(means)
+    return f"{mean:.3f} ({len(means)}/12, {entry.get('examples', 0)})"
 
 
 def roles_table(rows: list[dict]) -> list[dict]:
