@@ -3,7 +3,8 @@
 Runs the bundled smoke study config (`rgen_harness/configs/study_smoke.yaml`): tiny random-weight
 chat and reward models (and a tiny BaichuanCharRM) are built on first use, then the real `lm_eval`
 command runs deita_qr and deita_qcr on the bundled deita sample and charactereval on the bundled
-CharacterEval sample on the CPU, the replies are scored, and the report is written. It proves the pipeline runs end to end; the models are random, so the scores mean nothing.
+CharacterEval sample on the CPU, the replies are scored, and the report is written. It proves the
+pipeline runs end to end; the models are random, so the scores mean nothing.
 
 `rgen-harness demo --judge` runs the judge demo instead (rgen_harness/smoke/judge_demo.py): a tiny
 chat model and a tiny reward model judge the bundled sample rows of every judge set, and the judge
