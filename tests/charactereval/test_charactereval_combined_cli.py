@@ -20,7 +20,7 @@ def _lm_eval(tiny_dir, out, metadata):
     cmd = [
         "lm_eval", "--model", "hf", "--model_args", f"pretrained={tiny_dir / 'chat'}",
         "--device", "cpu", "--tasks", "deita_qr,charactereval", "--metadata",
-        json.dumps(metadata), "--gen_kwargs", "max_gen_toks=8", "--limit", "3",
+        json.dumps(metadata), "--gen_kwargs", "max_gen_toks=8", "--limit", "4",
         "--log_samples", "--output_path", str(out),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
