@@ -1,9 +1,10 @@
 """`rgen-harness demo`: the offline smoke study.
 
 Runs the bundled smoke study config (`rgen_harness/configs/study_smoke.yaml`): tiny random-weight
-chat and reward models are built on first use, then the real `lm_eval` command runs deita_qr and
-deita_qcr on the bundled deita sample on the CPU, the replies are scored, and the report is
-written. It proves the pipeline runs end to end; the models are random, so the scores mean nothing.
+chat and reward models (and a tiny BaichuanCharRM) are built on first use, then the real `lm_eval`
+command runs deita_qr and deita_qcr on the bundled deita sample and charactereval on the bundled
+CharacterEval sample on the CPU, the replies are scored, and the report is written. It proves the
+pipeline runs end to end; the models are random, so the scores mean nothing.
 
 `rgen-harness demo --judge` runs the judge demo instead (rgen_harness/smoke/judge_demo.py): a tiny
 chat model and a tiny reward model judge the bundled sample rows of every judge set, and the judge
@@ -21,14 +22,14 @@ JUDGE_BANNER = (
     "It shows that the judge tasks and the leaderboard run end to end; the scores mean nothing."
 )
 BANNER = (
-    "SMOKE RUN: tiny random-weight models on the bundled deita sample, CPU.\n"
+    "SMOKE RUN: tiny random-weight models on the bundled deita and CharacterEval samples, CPU.\n"
     "It shows that the pipeline runs end to end; the scores mean nothing."
 )
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "demo", help="offline smoke study on tiny random models (CPU, about a minute)"
+        "demo", help="offline smoke study on tiny random models (CPU, a few minutes)"
     )
     p.add_argument(
         "--work-dir",

@@ -20,6 +20,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEITA_MODES = {"deita_qr": "qr", "deita_qcr": "qcr"}
+ROLEPLAY_TASK = "charactereval"  # its samples: rgen_harness.study.roleplay
 SAMPLE_FIELDS = (
     "reward",
     "reference_reward",
@@ -247,10 +248,12 @@ def collect(root: str | Path) -> Collection:
             continue
         result = TaskResult(task, data["results"][task], path, info)
         result.max_gen_toks = _max_gen_toks(data, task)
-        if task in DEITA_MODES:
+        if task in DEITA_MODES or task == ROLEPLAY_TASK:
             samples_path = path.parent / f"samples_{task}_{ts}.jsonl"
             if samples_path.is_file():
-                result.samples = read_samples(samples_path, problems)
+                # charactereval samples are read by rgen_harness.study.roleplay
+                if task in DEITA_MODES:
+                    result.samples = read_samples(samples_path, problems)
                 result.samples_file = samples_path
             else:
                 problems.append(

@@ -105,9 +105,23 @@ class TinyModelSpec:
     """A tiny random-weight model built before the study runs (offline smoke studies only)."""
 
     path: str
-    kind: Literal["chat", "reward"] = "chat"
+    kind: Literal["chat", "reward", "charrm"] = "chat"  # charrm: a tiny BaichuanCharRM folder
     arch: Literal["llama", "qwen2"] = "llama"
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class CharacterEvalSpec:
+    """CharacterEval role-play (task `charactereval`): one lm_eval run per model, its replies
+    scored by BaichuanCharRM; checked and planned by rgen_harness.study.charactereval."""
+
+    data: str | None = None  # folder of the authors' 3 files, or "sample"; None: pinned download
+    # The charrm scorer's settings, each passed as task metadata `charrm_<key>` (model,
+    # trust_remote_code, batch_size, device, dtype, cache, ...; checked by CharRMOptions).
+    charrm: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None  # first N examples
+    subset: SubsetSpec | None = None  # or a seeded sample of examples
+    max_gen_toks: int | None = None  # default: the task's 512 (the first line is scored)
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,7 @@ class StudyConfig:
     report: ReportSpec = field(default_factory=ReportSpec)
     tiny_models: tuple[TinyModelSpec, ...] = ()
     judge: JudgeSpec | None = None  # a pairwise LLM judge of QCR vs QR (study.judge_block)
+    charactereval: CharacterEvalSpec | None = None  # role-play runs beside the deita runs
     # Strings taken from the environment: (expanded string, the string as written, the values
     # of its variables). Set by `parse_study_config`; not a config key.
     env_refs: tuple[tuple[str, str, tuple[str, ...]], ...] = field(
@@ -296,6 +311,10 @@ def _check(config: StudyConfig, source: str) -> None:
                 f"{list(enabled)}); add reward to 'scorers' or drop the 'reward' section"
             )
         _check_reward(config.reward, source)
+    if config.charactereval is not None or "charactereval" in config.tasks:
+        from rgen_harness.study.charactereval import check_config
+
+        check_config(config, source)
 
 
 def _check_reward(reward: dict[str, Any], source: str) -> None:

@@ -174,6 +174,107 @@ def reward_vs_length(
     return _save(fig, out / "reward_vs_length.png", notice)
 
 
+def charactereval_metrics(
+    rows: list[dict], out: Path, s: ReportSettings, notice: str | None = None
+) -> Path | None:
+    """The 12 CharacterEval metric means per model (points, side by side within a metric), with
+    their bootstrap intervals; the axis fits the values (the scale is 1-5)."""
+    from rgen_harness.metrics.charrm.aggregate import METRIC_NAMES, SHORT, metric_key
+
+    rows = [r for r in rows if r.get("charactereval")]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(8, 0.3 * len(rows) * 12 + 2), 4))
+    width = 0.8 / len(rows)
+    cmap = plt.get_cmap("tab10")
+    for i, r in enumerate(rows):
+        xs, ys, errs = [], [], [[], []]
+        for j, metric in enumerate(METRIC_NAMES):
+            est = r["charactereval"].get(metric_key(metric)) or {}
+            if not _finite(est.get("value")):
+                continue
+            xs.append(j + (i - (len(rows) - 1) / 2) * width)
+            ys.append(est["value"])
+            errs[0].append(est["value"] - est["low"] if _finite(est.get("low")) else 0)
+            errs[1].append(est["high"] - est["value"] if _finite(est.get("high")) else 0)
+        ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=2, label=_label(r), color=cmap(i % 10))
+    ax.set_xticks(range(len(METRIC_NAMES)), [SHORT[m] for m in METRIC_NAMES])
+    for x in range(len(METRIC_NAMES) - 1):  # separate the metrics
+        ax.axvline(x + 0.5, color="#DDDDDD", linewidth=0.6)
+    ax.set_ylabel("mean CharRM score (scale 1-5)")
+    ax.set_title(f"CharacterEval metrics ({s.percent} bootstrap intervals over examples)")
+    _legend_right(ax)
+    return _save(fig, out / "charactereval_metrics.png", notice)
+
+
+def score_histograms(
+    models: list[ModelResults], out: Path, notice: str | None = None
+) -> Path | None:
+    """Per-reply scores: reward (QR and QCR replies), similarity where present, and CharRM
+    (every scored CharacterEval pair); one panel each, one outline per model."""
+    from rgen_harness.study.roleplay import samples_of
+
+    panels: list[tuple[str, dict[str, list[float]]]] = []
+    for key, title in (("reward", "reward (QR and QCR replies)"), ("similarity", "similarity")):
+        data = {}
+        for m in models:
+            values = [
+                row.get(key)
+                for mode in MODES
+                if m.mode(mode) is not None
+                for row in (m.mode(mode).samples or [])
+            ]
+            values = [v for v in values if math.isfinite(v)]
+            if values:
+                data[m.name] = values
+        if data:
+            panels.append((title, data))
+    charrm = {}
+    for m in models:
+        samples = samples_of(m, [])
+        if samples is not None and samples.pair_scores():
+            charrm[m.name] = samples.pair_scores()
+    if charrm:
+        panels.append(("CharRM score (CharacterEval pairs)", charrm))
+    if not panels:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 1.5, 3.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    names = list(dict.fromkeys(name for _, data in panels for name in data))
+    for ax, (title, data) in zip(axes[0], panels, strict=True):
+        low = min(min(v) for v in data.values())
+        high = max(max(v) for v in data.values())
+        bins = 20 if high > low else 1
+        for name, values in data.items():
+            ax.hist(
+                values,
+                bins=bins,
+                range=(low, high) if high > low else None,
+                histtype="step",
+                linewidth=1.4,
+                color=cmap(names.index(name) % 10),
+                label=name,
+            )
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("score")
+        ax.set_ylabel("count")
+    seen: dict = {}  # model -> its outline, from whichever panel has it
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    axes[0][-1].legend(
+        [seen[n] for n in names],
+        names,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        borderaxespad=0,
+    )
+    return _save(fig, out / "score_histograms.png", notice)
+
+
 def _legend_right(ax) -> None:
     """The legend beside the axes (right), never over bars or points."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
@@ -204,5 +305,7 @@ def draw_all(
         win_tie_loss(rows, out, notice),
         reply_length(models, out, notice),
         reward_vs_length(models, out, notice),
+        charactereval_metrics(rows, out, s, notice),
+        score_histograms(models, out, notice),
     ]
     return [p for p in drawn if p is not None]

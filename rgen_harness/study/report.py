@@ -19,7 +19,7 @@ from typing import Any
 from rgen_harness.file_writes import replacing, write_text
 from rgen_harness.redact import mask_data, mask_text
 from rgen_harness.report_format import NA, est_text, jsonable, md_table
-from rgen_harness.study import plots
+from rgen_harness.study import plots, roleplay_report
 from rgen_harness.study.collect import Collection, collect
 from rgen_harness.study.stats import METHODS
 from rgen_harness.study.summary import (
@@ -32,6 +32,7 @@ from rgen_harness.study.summary import (
 )
 
 BROWSER_PAGE = "browser.html"
+ROLES_CSV = "charactereval_roles.csv"
 JUDGE_PAGE = "judge_browser.html"
 
 
@@ -77,7 +78,10 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     benchmarks = list(study.get("benchmarks") or []) if study is not None else None
     limit = _study_max_gen_toks(study)
-    rows = [summarise_model(m, settings, benchmarks, limit) for m in collection.models]
+    rows = [
+        summarise_model(m, settings, benchmarks, limit, collection.problems)
+        for m in collection.models
+    ]
     for m in collection.models:
         collection.problems.extend(consistency_problems(m))
     notice = _notice(study)
@@ -111,6 +115,9 @@ def build_report(
     write_text(json_path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     csv_path = out / "leaderboard.csv"
     _write_csv(csv_path, [mask_data(flatten(r)) for r in rows])
+    roles = roleplay_report.roles_table(rows)
+    if roles:
+        _write_csv(out / ROLES_CSV, [mask_data(r) for r in roles])
     from rgen_harness.report_page import write_study_page
 
     browser = write_study_page(collection, rows, out / BROWSER_PAGE, notice=notice)
@@ -320,6 +327,7 @@ def _markdown(
     bench_labels: list[str] = []
     for r in rows:
         bench_labels += [b for b in r["benchmarks"] if b not in bench_labels]
+    roleplay = roleplay_report.has_roleplay(rows)
     header = [
         "Model",
         "LoRA",
@@ -332,7 +340,9 @@ def _markdown(
         f"Length-controlled QCR - QR [{pct} CI]",
         f"QR win vs reference [{pct} CI]",
         f"QCR win vs reference [{pct} CI]",
-    ] + bench_labels
+    ]
+    header += roleplay_report.leaderboard_header(pct) if roleplay else []
+    header += bench_labels
     judged = any(r.get("judge") for r in rows)
     if judged:
         header += ["Judge W/T/L (QCR vs QR)", "Reward-judge agreement"]
@@ -362,6 +372,7 @@ def _markdown(
                 _est(_mode(r, "qr").get("win_vs_reference"), 2),
                 _est(_mode(r, "qcr").get("win_vs_reference"), 2),
             ]
+            + (roleplay_report.leaderboard_cells(r) if roleplay else [])
             + [_f(r["benchmarks"].get(b, {}).get("value"), 4) for b in bench_labels]
             + (judge_cells(r.get("judge"), pct) if judged else [])
         )
@@ -381,7 +392,14 @@ def _markdown(
             + " (lm-eval results of the same model).",
             "",
         ]
+    if roleplay:
+        lines += [
+            "Role-play columns: CharacterEval replies scored by BaichuanCharRM (1-5), the "
+            "paper's dimension averages and their overall mean; see Role-play: CharacterEval.",
+            "",
+        ]
     lines += judge_section or []
+    lines += roleplay_report.section(rows, study, pct)
     lines += ["## Replies: length, truncation, failures", ""]
     header = [
         "Model",

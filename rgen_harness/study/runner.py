@@ -9,7 +9,8 @@ Layout of a study folder (`output_dir`, default `studies/<name>`):
     runs/<model>/<run>/lm_eval.log everything lm_eval printed
     cache/<model>/<run>_rank0.db   lm-eval `--use_cache` (generations, reused on resume)
 
-`<run>` is `deita` (the QR/QCR tasks) or `bench-<n>` (standard benchmarks that share options).
+`<run>` is `deita` (the QR/QCR tasks), `charactereval` (role-play, from the `charactereval:`
+block: rgen_harness.study.charactereval) or `bench-<n>` (standard benchmarks that share options).
 Each run is one `lm_eval` subprocess, so GPU memory is freed between models. A run is skipped
 only when everything it must write is there, whole (see `rgen_harness.study.finished`); any other
 run starts again and reuses cached generations (and the reward scorer's own cache). A run
@@ -67,7 +68,7 @@ class PlannedRun:
     """One `lm_eval` invocation for one model."""
 
     model: ModelSpec
-    key: str  # "deita" or "bench-<n>"
+    key: str  # "deita", "charactereval" or "bench-<n>"
     tasks: tuple[str, ...]
     settings: dict  # everything that determines the results (the fingerprint)
     argv: tuple[str, ...]
@@ -188,13 +189,27 @@ def plan_runs(
 ) -> list[PlannedRun]:
     runs = []
     study_dir = config.study_dir
+    roleplay = _charactereval_planner(config, dry_run)
     for model in config.models:
         runs.append(_deita_run(config, model, subset, study_dir, dry_run))
+        if roleplay is not None:
+            runs.append(roleplay(model))
         for i, group in enumerate(_benchmark_groups(config.benchmarks)):
             runs.append(_benchmark_run(config, model, group, f"bench-{i + 1}", study_dir))
     from rgen_harness.study.judge_block import judge_runs
 
     return runs + judge_runs(config, study_dir)  # after every model's generation
+
+
+def _charactereval_planner(config: StudyConfig, dry_run: bool):
+    """model -> its charactereval run (rgen_harness.study.charactereval); None without the
+    `charactereval:` block. The seeded subset is drawn once for every model."""
+    if config.charactereval is None:
+        return None
+    from rgen_harness.study import charactereval
+
+    indices = charactereval.subset_indices(config, dry_run=dry_run)
+    return lambda model: charactereval.plan_run(config, model, indices, dry_run=dry_run)
 
 
 def _common(config: StudyConfig, model: ModelSpec) -> tuple[list[str], dict]:
@@ -313,6 +328,11 @@ def prepare(config: StudyConfig, *, dry_run: bool = False, stream=None) -> dict 
         from rgen_harness.smoke.tiny_models import build_chat_model, build_reward_model
 
         for t in config.tiny_models:
+            if t.kind == "charrm":
+                from rgen_harness.smoke.tiny_charrm import build_charrm
+
+                build_charrm(Path(t.path), seed=t.seed)
+                continue
             build = build_chat_model if t.kind == "chat" else build_reward_model
             build(Path(t.path), arch=t.arch, seed=t.seed)
     return subset_indices(config)

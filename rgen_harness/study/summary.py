@@ -3,7 +3,8 @@
 One `summarise_model` call gives a nested dict per model: reward per mode with bootstrap
 intervals, the paired QCR - QR comparison, win rates against the reference reply, the
 length-controlled difference, reply lengths, counts of truncated / skipped / failed replies,
-reference-based metrics, throughput and benchmark scores. `flatten` turns it into one CSV row.
+reference-based metrics, throughput, benchmark scores and the CharacterEval figures
+(rgen_harness.study.roleplay). `flatten` turns it into one CSV row.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from rgen_harness.study import stats
-from rgen_harness.study.collect import DEITA_MODES, ModelResults, SampleRow, TaskResult
+from rgen_harness.study.collect import (
+    DEITA_MODES,
+    ROLEPLAY_TASK,
+    ModelResults,
+    SampleRow,
+    TaskResult,
+)
+from rgen_harness.study.roleplay import summarise_roleplay
 
 MODES = ("qr", "qcr")
 REFERENCE_METRICS = ("rouge1_f", "rouge2_f", "rougeL_f", "similarity")
@@ -169,7 +177,7 @@ def benchmark_scores(model: ModelResults, specs: list[dict] | None) -> dict[str,
             out[label] = {"task": spec["task"], "metric": metric, "value": value}
         return out
     for task, result in sorted(model.tasks.items()):
-        if task in DEITA_MODES or task == "deita_pairwise":  # the judge has its own columns
+        if task in DEITA_MODES or task in ("deita_pairwise", ROLEPLAY_TASK):  # own columns
             continue
         subtasks = {t for subs in result.run_info.get("group_subtasks", {}).values() for t in subs}
         if task in subtasks:
@@ -193,7 +201,9 @@ def summarise_model(
     settings: ReportSettings,
     benchmarks: list[dict] | None,
     max_gen_toks: int | None = None,
+    problems: list[str] | None = None,
 ) -> dict[str, Any]:
+    """`problems`: where unreadable or inconsistent charactereval samples are listed."""
     s = settings
     row: dict[str, Any] = {
         "model": model.name,
@@ -240,6 +250,13 @@ def summarise_model(
     from rgen_harness.study.judge_block import judge_row
 
     row["judge"] = judge_row(model)
+    row["charactereval"], row["charactereval_roles"] = summarise_roleplay(
+        model,
+        level=s.level,
+        resamples=s.resamples,
+        seed=s.seed,
+        problems=problems if problems is not None else [],
+    )
     return row
 
 
@@ -276,7 +293,7 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
         else:
             out[prefix] = value
 
-    walk("", {k: v for k, v in row.items() if k not in ("benchmarks",)})
+    walk("", {k: v for k, v in row.items() if k not in ("benchmarks", "charactereval_roles")})
     out.pop("same_history_differ", None)
     for label, b in row.get("benchmarks", {}).items():
         out[f"bench_{label}"] = b["value"]

@@ -8,7 +8,8 @@ by the `charrm` scorer (rgen_harness.metrics.charrm); the scores are stored in e
 ChatResult (`scores`: metric -> 1-5), so logged samples show them beside the role.
 
 Metrics: the 12 metric means (lower-case names), the three dimension averages of the paper's
-Table 4 and `overall` (rgen_harness.metrics.charrm.aggregate), `charrm_pairs` / `charrm_failed`
+Table 4 and `overall` (rgen_harness.metrics.charrm.aggregate), each with a bootstrap stderr
+over examples, `charrm_pairs` / `charrm_failed`
 (pairs scored / not scored because their batch failed), `skipped` (malformed or unassigned
 examples, too long for the model), `failed` (generation errors), `reply_chars` (the scored first
 line), `dropped_turns`, `profile_dropped` (replies whose prompt lost the profile turn to the
@@ -17,7 +18,6 @@ budget).
 
 from __future__ import annotations
 
-import difflib
 import math
 from copy import deepcopy
 from typing import Any
@@ -31,7 +31,6 @@ from rgen_harness.metrics import reply_stats
 from rgen_harness.metrics.charrm import aggregate as agg
 from rgen_harness.metrics.charrm.render import first_line
 from rgen_harness.run_mode import predict_only
-from rgen_harness.tasks.lm_eval_keys import LM_EVAL_KEYS, model_args_keys
 
 reply_stats.register()
 
@@ -56,31 +55,31 @@ def known_keys() -> list[str]:
     return [*TASK_KEYS, *(PREFIX + f.name for f in fields(CharRMOptions))]
 
 
+def own_scorer_names() -> list[str]:
+    return [SCORER]
+
+
 def check_keys(metadata: dict[str, Any], *, task: str) -> None:
-    known = known_keys()
-    allowed = set(known) | LM_EVAL_KEYS | model_args_keys()
-    for key in metadata:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"{task}: unknown --metadata key {key!r}.{hint} Known keys: {', '.join(known)} "
-                "(lm-eval's own keys and --model_args pass through)."
-            )
+    """Keys of this task, of another rgen-harness task or of lm-eval pass; others are typos
+    (rgen_harness.tasks.metadata_keys)."""
+    from rgen_harness.tasks.metadata_keys import check_keys as check
+
+    check(metadata, task=task, family="charactereval")
 
 
-def read_scorers(metadata: dict[str, Any]) -> bool:
-    """Whether the `charrm` scorer runs: `scorers` is "charrm" (the default) or "none"."""
+def read_scorers(metadata: dict[str, Any], *, task: str = "charactereval") -> bool:
+    """Whether the `charrm` scorer runs: `scorers` names "charrm" (the default) or "none";
+    another task's scorers (reward, rouge, similarity) are left to that task."""
+    from rgen_harness.tasks.metadata_keys import own_scorers
+
     raw = metadata.get("scorers", SCORER)
-    names = raw.split(",") if isinstance(raw, str) else raw
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f'scorers={raw!r}: use "charrm" (the default) or "none".')
-    names = [n.strip() for n in names if n.strip() and n.strip() != "none"]
+    names = own_scorers(raw, family="charactereval", task=task)
     for name in names:
         if name != SCORER:
             raise ValueError(
-                f'scorers={raw!r}: charactereval is scored by "{SCORER}" only; use "{SCORER}" '
-                'or "none" (generate and log the replies; `rgen-harness score` scores later).'
+                f"scorers={raw!r}: {name!r} is no scorer of any task; charactereval is scored "
+                f'by "{SCORER}"; use "{SCORER}" or "none" (generate and log the replies; '
+                "`rgen-harness score` scores later)."
             )
     return bool(names)
 
@@ -91,7 +90,7 @@ class CharacterEvalTask(ConfigurableTask):
         config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
         metadata = dict(config.get("metadata") or {})
         check_keys(metadata, task=str(config.get("task")))
-        scoring = read_scorers(metadata)
+        scoring = read_scorers(metadata, task=str(config.get("task")))
         # Built (and checked: model found, code consent) before the data is read and before
         # any generation; the model itself loads when scoring.
         self._scorer = None
@@ -122,10 +121,17 @@ class CharacterEvalTask(ConfigurableTask):
             self._higher_is_better[name] = higher
         if self._scorer is not None:
             for name in agg.SUMMARY_NAMES:
-                self._metric_fn_list[name] = reply_stats.passthrough
-                self._metric_fn_kwargs[name] = {}
-                self._aggregation_list[name] = agg.aggregation(name)
-                self._higher_is_better[name] = True
+                # `<name>_stderr`: lm-eval has no stderr for an aggregation of its own making,
+                # so the bootstrap stderr is a metric whose value lm-eval's table shows as the
+                # stderr of `<name>` (rgen_harness.metrics.charrm.aggregate).
+                for metric, fn, higher in (
+                    (name, agg.aggregation(name), True),
+                    (agg.stderr_name(name), agg.stderr_aggregation(name), False),
+                ):
+                    self._metric_fn_list[metric] = reply_stats.passthrough
+                    self._metric_fn_kwargs[metric] = {}
+                    self._aggregation_list[metric] = fn
+                    self._higher_is_better[metric] = higher
 
     def override_metric(self, metric_name: str) -> None:
         """`--predict_only`: generate and log, score nothing (no model loads)."""
@@ -232,5 +238,7 @@ def doc_metrics(doc: dict, result: ChatResult, *, scored: bool) -> dict[str, Any
     out["charrm_pairs"] = float(len(record))
     out["charrm_failed"] = float(len(doc["metrics"]) - len(record)) if ok else 0.0
     out.update({agg.metric_key(m): v for m, v in record.items()})
-    out.update({name: record for name in agg.SUMMARY_NAMES})
+    for name in agg.SUMMARY_NAMES:  # each before its stderr: lm-eval fills `_stderr` after it
+        out[name] = record
+        out[agg.stderr_name(name)] = record
     return out

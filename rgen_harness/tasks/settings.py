@@ -2,23 +2,23 @@
 when the task loads, before the data is read and before any generation.
 
 Every key of the metadata must be one the tasks know: the deita keys, the scorers' own keys
-(`reward_*`, `similarity_*`, `rouge_*`), or one lm-eval put there itself (`version`, the run's
-`--model_args`, see `lm_eval_keys`). Anything else is a typo (`on_bad_rows`, `qcr_prompt`,
-`deita_pth`) that would otherwise silently run with a default, so it is an error with a "did
-you mean" suggestion.
+(`reward_*`, `similarity_*`, `rouge_*`), one lm-eval put there itself (`version`, the run's
+`--model_args`, see `lm_eval_keys`) or one another rgen-harness task reads (`charrm_*`,
+`judge_*`: `metadata_keys`, so one lm_eval call can run several tasks). Anything else is a typo
+(`on_bad_rows`, `qcr_prompt`, `deita_pth`) that would otherwise silently run with a default, so
+it is an error with a "did you mean" suggestion.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from rgen_harness.data.deita import DeitaSource
 from rgen_harness.prompts.qcr import QCRPrompts, load_qcr_prompts
-from rgen_harness.tasks.lm_eval_keys import LM_EVAL_KEYS, model_args_keys
+from rgen_harness.tasks.lm_eval_keys import model_args_keys
 
 DEITA_KEYS = (
     "deita_path",
@@ -47,37 +47,27 @@ def known_keys() -> list[str]:
 
 
 def check_keys(metadata: dict[str, Any], *, task: str, passthrough: Iterable[str] = ()) -> None:
-    known = known_keys()
-    allowed = set(known) | LM_EVAL_KEYS | set(passthrough)
-    unknown = [key for key in metadata if key not in allowed]
-    if not unknown:
-        return
-    key = unknown[0]
-    close = difflib.get_close_matches(str(key), known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"{task}: unknown --metadata key {key!r}.{hint} Known keys: {', '.join(known)} "
-        "(lm-eval's own keys and --model_args pass through)."
-    )
+    from rgen_harness.tasks.metadata_keys import check_keys as check
+
+    check(metadata, task=task, family="deita", passthrough=passthrough)
 
 
-def scorer_names(metadata: dict[str, Any]) -> tuple[str, ...]:
-    """`scorers` as names: a comma-separated string or a list of strings; 'none' for none."""
+def own_scorer_names() -> list[str]:
+    from rgen_harness.metrics.scorers import SCORER_FACTORIES
+
+    return list(SCORER_FACTORIES)
+
+
+def scorer_names(metadata: dict[str, Any], *, task: str = "deita") -> tuple[str, ...]:
+    """`scorers` as names: a comma-separated string or a list of strings; 'none' for none.
+    Names of another task's scorers (`charrm`) are left to that task
+    (rgen_harness.tasks.metadata_keys)."""
     from rgen_harness.metrics.scorers import DEFAULT_SCORERS
+    from rgen_harness.tasks.metadata_keys import own_scorers
 
-    raw = metadata.get("scorers", ",".join(DEFAULT_SCORERS))
-    if raw is None or raw == "none":
-        return ()
-    if isinstance(raw, str):
-        parts = raw.split(",")
-    elif isinstance(raw, (list, tuple)) and all(isinstance(n, str) for n in raw):
-        parts = list(raw)
-    else:
-        raise ValueError(
-            f"metadata scorers={raw!r} is a {type(raw).__name__}: give scorer names as a "
-            'comma-separated string, e.g. --metadata \'{"scorers": "reward,rouge"}\', or "none".'
-        )
-    return tuple(n.strip() for n in parts if n.strip() and n.strip() != "none")
+    if "scorers" not in metadata:
+        return tuple(DEFAULT_SCORERS)
+    return own_scorers(metadata["scorers"], family="deita", task=task)
 
 
 @dataclass(frozen=True)
@@ -95,7 +85,7 @@ class DeitaSettings:
         return cls(
             source=DeitaSource.from_metadata(metadata),
             qcr_prompts=load_qcr_prompts(metadata.get("qcr_prompts")),
-            scorers=scorer_names(metadata),
+            scorers=scorer_names(metadata, task=task),
             same_history=_same_history(metadata),
         )
 

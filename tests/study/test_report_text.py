@@ -89,4 +89,5 @@ def test_every_plot_carries_the_notice(tmp_path, monkeypatch):
 
     monkeypatch.setattr("rgen_harness.study.plots.finish_figure", spy)
     files = build_report(study_folder(tmp_path), resamples=50)
-    assert len(files.plots) == 5 and stamped == ["SMOKE RUN"] * 5
+    # five deita plots and the per-reply score histogram (reward)
+    assert len(files.plots) == 6 and stamped == ["SMOKE RUN"] * 6

@@ -9,6 +9,10 @@
 - `overall`: the unweighted mean of the 12 metric means (not a figure of the paper).
 - Intervals: percentile bootstrap over examples (rgen_harness.study.stats.bootstrap): each
   resample draws examples with replacement and recomputes every mean from their pairs.
+- lm-eval's stderr of a dimension average or `overall`: the standard deviation of the same
+  statistic over 1,000 bootstrap resamples of examples (seed 0). lm-eval computes a stderr only
+  for its own aggregation functions, so the task reports it as a metric of its own,
+  `<name>_stderr`, which lm-eval's results table shows in the stderr column of `<name>`.
 """
 
 from __future__ import annotations
@@ -83,6 +87,66 @@ def aggregation(name: str):
     return aggregate
 
 
+STDERR_SUFFIX = "_stderr"
+STDERR_RESAMPLES = 1000
+STDERR_SEED = 0
+
+
+def stderr_name(name: str) -> str:
+    """The metric whose aggregation is the stderr of `name` (lm-eval's `<name>_stderr`)."""
+    return name + STDERR_SUFFIX
+
+
+def _columns(name: str) -> list[int]:
+    index = {metric: j for j, metric in enumerate(METRIC_NAMES)}
+    if name in DIMENSIONS:
+        return [index[m] for m in DIMENSIONS[name]]
+    if name == OVERALL:
+        return list(range(len(METRIC_NAMES)))
+    return [index[name]]
+
+
+def bootstrap_stderr(
+    records: Sequence[Mapping[str, float]],
+    name: str,
+    *,
+    resamples: int = STDERR_RESAMPLES,
+    seed: int = STDERR_SEED,
+) -> float:
+    """Standard deviation of `name` (a metric, dimension or `overall`) over bootstrap
+    resamples of the examples; NaN with fewer than two examples or no finite resample."""
+    n = len(records)
+    if n < 2:
+        return math.nan
+    matrix = score_matrix(records)
+    present = (~np.isnan(matrix)).astype(float)
+    values = np.where(present > 0, matrix, 0.0)
+    cols = _columns(name)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for start in range(0, resamples, 250):
+        k = min(250, resamples - start)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = (counts @ values) / (counts @ present)
+        draws.append(means[:, cols].mean(axis=1))
+    out = np.concatenate(draws)
+    out = out[np.isfinite(out)]
+    return float(np.std(out, ddof=1)) if out.size > 1 else math.nan
+
+
+def stderr_aggregation(name: str):
+    """The lm-eval aggregation of `<name>_stderr`: the bootstrap stderr of `name` ("N/A", as
+    lm-eval writes it, where there is none)."""
+
+    def aggregate(records) -> float | str:
+        value = bootstrap_stderr(records, name)
+        return value if math.isfinite(value) else "N/A"
+
+    aggregate.__name__ = f"charactereval_{name}_stderr"
+    return aggregate
+
+
 def score_matrix(records: Sequence[Mapping[str, float]]) -> np.ndarray:
     """(examples x 12) scores, NaN where a metric is not assigned or not scored."""
     out = np.full((len(records), len(METRIC_NAMES)), np.nan)
@@ -108,23 +172,22 @@ def estimates(
     matrix = score_matrix(records)
     present = ~np.isnan(matrix)
     values = np.where(present, matrix, 0.0)
+    weights = present.astype(float)
     n_pairs = present.sum(axis=0)
-    point = {
-        **metric_means(records),
-    }
+    point = metric_means(records)
     point.update(summarise(point))
     index = {name: j for j, name in enumerate(METRIC_NAMES)}
+    n = len(records)
 
     def stat_for(name: str):
-        cols = [index[name]] if name in index else None
-        if name in DIMENSIONS:
-            cols = [index[m] for m in DIMENSIONS[name]]
-        elif name == OVERALL:
-            cols = list(range(len(METRIC_NAMES)))
+        cols = _columns(name)
 
-        def statistic(v, p):  # v, p: (k, n, 12) resampled examples
+        def statistic(drawn):  # (k, n) example indices of k resamples
+            k = drawn.shape[0]
+            flat = (np.arange(k)[:, None] * n + drawn).ravel()
+            counts = np.bincount(flat, minlength=k * n).reshape(k, n).astype(float)
             with np.errstate(invalid="ignore", divide="ignore"):
-                means = v.sum(axis=1) / p.sum(axis=1)
+                means = (counts @ values) / (counts @ weights)
             return means[:, cols].mean(axis=1)
 
         return statistic
@@ -135,11 +198,7 @@ def estimates(
             out[name] = Estimate.empty()
             continue
         low, high = bootstrap(
-            (values, present.astype(float)),
-            stat_for(name),
-            level=level,
-            resamples=resamples,
-            seed=seed,
+            (np.arange(n),), stat_for(name), level=level, resamples=resamples, seed=seed
         )
         cols = DIMENSIONS.get(name, METRIC_NAMES if name == OVERALL else (name,))
         out[name] = Estimate(point[name], low, high, int(sum(n_pairs[index[c]] for c in cols)))

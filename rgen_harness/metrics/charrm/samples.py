@@ -41,7 +41,7 @@ class CharacterEvalSummary(FileSummary):
         out = base(plain, bootstrap_iters=bootstrap_iters)
         for name, value in agg.summarise(agg.metric_means(self.records)).items():
             out[f"{name},none"] = value
-            out[f"{name}_stderr,none"] = "N/A"
+            out[f"{name}_stderr,none"] = agg.stderr_aggregation(name)(self.records)
         return out
 
 
@@ -87,8 +87,9 @@ def rescore_file(src: Path, dst: Path, *, task: str, metadata: dict) -> Characte
             sample["filtered_resps"][0] = result.to_json()
             figures = doc_metrics(sample["doc"], result, scored=True)
             record = figures.pop(agg.OVERALL, {})
-            for name in agg.DIMENSIONS:
+            for name in agg.SUMMARY_NAMES:
                 figures.pop(name, None)
+                figures.pop(agg.stderr_name(name), None)
             records.append(record)
             roles.append(sample["doc"].get("role", ""))
             for name in table:

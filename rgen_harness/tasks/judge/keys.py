@@ -1,8 +1,9 @@
 """The judge tasks' metadata keys, checked when a task loads, before the data is read.
 
 Every key must be one the judge tasks read (`judge_*`, the reward backends' `reward_*` keys for
-`"judge_with": "reward"`) or one lm-eval put there itself (`version`, the run's `--model_args`;
-rgen_harness.tasks.lm_eval_keys). Anything else is a typo (`judge_pth`, `judge_prompts`) that
+`"judge_with": "reward"`), one lm-eval put there itself (`version`, the run's `--model_args`;
+rgen_harness.tasks.lm_eval_keys) or one another rgen-harness task reads
+(rgen_harness.tasks.metadata_keys). Anything else is a typo (`judge_pth`, `judge_prompts`) that
 would otherwise silently run with a default, so it is an error with a "did you mean" suggestion,
 as for the deita tasks (rgen_harness.tasks.settings).
 """
@@ -10,11 +11,9 @@ as for the deita tasks (rgen_harness.tasks.settings).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 from rgen_harness.data.judge.sources import SETS
-from rgen_harness.tasks.lm_eval_keys import LM_EVAL_KEYS, model_args_keys
 
 JUDGE_KEYS = (
     "judge_set",
@@ -34,15 +33,6 @@ def known_keys() -> list[str]:
 
 
 def check_keys(metadata: dict[str, Any], *, task: str) -> None:
-    known = known_keys()
-    allowed = set(known) | LM_EVAL_KEYS | model_args_keys()
-    unknown = [key for key in metadata if key not in allowed]
-    if not unknown:
-        return
-    key = unknown[0]
-    close = difflib.get_close_matches(str(key), known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"{task}: unknown --metadata key {key!r}.{hint} Known keys: {', '.join(known)} "
-        "(lm-eval's own keys and --model_args pass through)."
-    )
+    from rgen_harness.tasks.metadata_keys import check_keys as check
+
+    check(metadata, task=task, family="judge")
