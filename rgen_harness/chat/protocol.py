@@ -39,6 +39,7 @@ class ChatRequest(str):
         skip_reason: str | None = None,
         log_prompts: bool = True,
         budget_tail: list[Message] | None = None,
+        special_text: str = "text",
     ) -> ChatRequest:
         """`log_prompts=False`: the result records each round's prompt by its SHA-256, token
         count and dropped turns instead of its text (`rgen_harness.chat.runner.rebuild_prompts`
@@ -52,6 +53,8 @@ class ChatRequest(str):
             payload["log_prompts"] = False
         if budget_tail:
             payload["budget_tail"] = budget_tail
+        if special_text != "text":  # see rgen_harness.chat.special_text
+            payload["special_text"] = special_text
         return cls(json.dumps(payload, ensure_ascii=False))
 
     @classmethod
@@ -118,6 +121,7 @@ class RequestData:
     skip_reason: str | None
     log_prompts: bool
     budget_tail: list[Message] | None = None
+    special_text: str = "text"  # "control": special-token strings in contents stay control
 
     @classmethod
     def of(cls, payload: dict) -> RequestData:
@@ -128,6 +132,7 @@ class RequestData:
             skip_reason=payload.get("skip_reason"),
             log_prompts=payload.get("log_prompts", True) is not False,
             budget_tail=payload.get("budget_tail") or None,
+            special_text=payload.get("special_text") or "text",
         )
 
 
@@ -152,6 +157,7 @@ class ChatResult:
     dropped_turns: int = 0
     rounds: list[RoundRecord] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)  # filled by reply scorers
+    special_text: int = 0  # special-token strings found in the row's contents
 
     @property
     def reply(self) -> str:
