@@ -40,6 +40,7 @@ from typing import Any
 
 from rgen_harness.chat.generation import DEFAULT_MAX_GEN_TOKS, Generation
 from rgen_harness.chat.protocol import Message
+from rgen_harness.chat.special_text import SpecialText, encode_marked, has_marks
 from rgen_harness.chat.special_tokens import template_tokens
 from rgen_harness.http_retry import MAX_RETRY_AFTER, WAIT_WARNING_S, retry_after
 
@@ -163,6 +164,10 @@ class ApiChatBackend:
                 "max_length=8192."
             )
         _check_credentials(lm, name)
+        # special_text: escaped only where the project sends token ids (see chat/special_text.py)
+        self.special_text = SpecialText.of(
+            self.tokenizer, escape=not self.chat and bool(getattr(lm, "tokenized_requests", False))
+        )
         # lm-eval keeps one token for generation: max_length - 1.
         self.max_length = int(lm.max_length)
         if self.chat and not _has_chat_template(self.tokenizer):
@@ -209,6 +214,10 @@ class ApiChatBackend:
 
     # -- requests -------------------------------------------------------------------------
     def _encode(self, text: str) -> list[int]:
+        if has_marks(text):  # special_text: escaped contents encoded as ordinary text
+            prefix = template_tokens(self.tokenizer).prefix_ids
+            add = bool(getattr(self.lm, "add_bos_token", False))
+            return [*(prefix if add else ()), *encode_marked(self.tokenizer, text)]
         return self.tokenizer(
             text, add_special_tokens=bool(getattr(self.lm, "add_bos_token", False))
         ).input_ids

@@ -40,6 +40,7 @@ class ChatRequest(str):
         log_prompts: bool = True,
         budget_tail: list[Message] | None = None,
         quote: dict | None = None,
+        special_text: str = "text",
     ) -> ChatRequest:
         """`log_prompts=False`: the result records each round's prompt by its SHA-256, token
         count and dropped turns instead of its text (`rgen_harness.chat.runner.rebuild_prompts`
@@ -60,6 +61,8 @@ class ChatRequest(str):
             from rgen_harness.chat.quote import check_quote
 
             payload["quote"] = check_quote(quote)
+        if special_text != "text":  # see rgen_harness.chat.special_text
+            payload["special_text"] = special_text
         return cls(json.dumps(payload, ensure_ascii=False))
 
     @classmethod
@@ -127,6 +130,7 @@ class RequestData:
     log_prompts: bool
     budget_tail: list[Message] | None = None
     quote: dict | None = None  # see rgen_harness.chat.quote
+    special_text: str = "text"  # "control": special-token strings in contents stay control
 
     @classmethod
     def of(cls, payload: dict) -> RequestData:
@@ -138,6 +142,7 @@ class RequestData:
             log_prompts=payload.get("log_prompts", True) is not False,
             budget_tail=payload.get("budget_tail") or None,
             quote=payload.get("quote") or None,
+            special_text=payload.get("special_text") or "text",
         )
 
     def sent(self, kept: list[Message], dropped: int = 0) -> list[Message]:
@@ -171,6 +176,7 @@ class ChatResult:
     dropped_turns: int = 0
     rounds: list[RoundRecord] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)  # filled by reply scorers
+    special_text: int = 0  # special-token strings found in the row's contents
 
     @property
     def reply(self) -> str:

@@ -26,6 +26,13 @@ from rgen_harness.chat.protocol import (
     RequestData,
     RoundRecord,
 )
+from rgen_harness.chat.special_text import (
+    SpecialText,
+    escape_reply,
+    install_lm_hook,
+    prepare_request,
+    unescape,
+)
 from rgen_harness.chat.special_tokens import template_tokens
 
 log = logging.getLogger(__name__)
@@ -150,11 +157,12 @@ def run_rounds(
     check_generation_options((gen_kwargs for _, gen_kwargs in requests), backend)
     states = []
     for context, gen_kwargs in requests:
-        request = ChatRequest.read(context)
+        request, special = prepare_request(ChatRequest.read(context), backend)  # special_text
         state = _State(request, dict(gen_kwargs or {}), [], ChatResult(status="ok"))
         if request.skip_reason:
             state.result = ChatResult(status="skipped", reason=request.skip_reason)
             state.done = True
+        state.result.special_text = special
         states.append(state)
 
     n_rounds = max((len(s.request.rounds) for s in states), default=0)
@@ -179,7 +187,8 @@ def run_rounds(
                 s.result.status, s.done = "failed", True
                 s.result.reason = f"empty reply in round {k + 1} of {len(s.request.rounds)}"
                 continue
-            s.tail = s.tail + [{"role": "assistant", "content": gen.text}]
+            reply = escape_reply(backend, s.request, gen.text)  # special_text
+            s.tail = s.tail + [{"role": "assistant", "content": reply}]
     return [s.result for s in states]
 
 
@@ -305,7 +314,7 @@ def _record(state: _State, fitted: Fitted | Exception) -> str | None:
         result.reason = f"chat template failed: {type(fitted).__name__}: {fitted}"
         return None
     result.dropped_turns = fitted.dropped_turns
-    prompt = fitted.prompt
+    prompt = unescape(fitted.prompt)  # special_text: the text as typed, not its escaped form
     result.rounds.append(
         RoundRecord(
             prompt=prompt if state.request.log_prompts else "",
@@ -315,7 +324,7 @@ def _record(state: _State, fitted: Fitted | Exception) -> str | None:
             dropped_turns=fitted.dropped_turns,
         )
     )
-    return prompt
+    return fitted.prompt
 
 
 def rebuild_prompts(request: ChatRequest, result: ChatResult, render) -> list[str]:
@@ -342,6 +351,8 @@ class LMChatBackend:
     def __init__(self, lm) -> None:
         self.lm = lm
         self.max_length = getattr(lm, "max_length", None) if hasattr(lm, "tok_encode") else None
+        self.special_text = SpecialText.of(getattr(lm, "tokenizer", None))  # special_text
+        install_lm_hook(lm)
 
     def render(self, messages: list[Message]) -> str:
         return self._single_prefix(self._render(messages))

@@ -98,9 +98,15 @@ class _Key:
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    """Token ids of a rendered prompt holding the tokenizer's prefix exactly once."""
+    """Token ids of a rendered prompt holding the tokenizer's prefix exactly once (contents
+    escaped by `special_text` give their special-token strings as ordinary text)."""
+    from rgen_harness.chat.special_text import MARK, encode_marked
+
     prefix = list(template_tokens(tokenizer).prefix_ids)
-    ids = tokenizer.encode(prompt, add_special_tokens=False)
+    if MARK in prompt:
+        ids = encode_marked(tokenizer, prompt)
+    else:
+        ids = tokenizer.encode(prompt, add_special_tokens=False)
     if prefix and ids[: len(prefix)] != prefix:
         ids = prefix + ids
     return ids

@@ -17,6 +17,10 @@ Both are read from the tokenizer's own description and then checked on a probe t
 that fails either (slow tokenizers, remote-code ones) is encoded whole, one batch per call, which
 is still exact.
 
+Contents escaped by `special_text` (special-token strings a user typed) hold no added token:
+a piece with a MARK is un-escaped and encoded with special-token matching off, so those strings
+are ordinary text in the ids.
+
 Ids are kept as `array` (2 or 4 bytes per id instead of a Python int object each) under a
 16-byte digest of the piece, so a deita-6k run holds its pieces' ids, not their text twice.
 """
@@ -33,6 +37,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from rgen_harness.chat.special_text import MARK, encode_marked, unescape
 from rgen_harness.chat.special_tokens import template_tokens
 
 log = logging.getLogger(__name__)
@@ -174,6 +179,12 @@ class PromptEncoder:
         and a bounded number in flight: the Rust result for a piece (tokens, offsets, masks)
         takes ~100 bytes per token until its ids are copied out, so one batch of a whole
         chunk's pieces would hold gigabytes."""
+        marked = {k: unescape(v) for k, v in todo.items() if MARK in v}
+        if marked:  # escaped contents: special-token strings encoded as text
+            todo = {k: v for k, v in todo.items() if k not in marked}
+            text_encode = self._text_encoder()
+            for batch in _batches(marked):
+                self._store(batch, text_encode(list(batch.values()), add_special_tokens=False))
         backend = self.tokenizer.backend_tokenizer
         # Ids only (offsets are not computed); the same ids as `encode_batch`.
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
@@ -193,6 +204,17 @@ class PromptEncoder:
         while pending:
             done, future = pending.popleft()
             self._store(done, future.result())
+
+    def _text_encoder(self):
+        """`encode_batch` of a copy of the tokenizer that matches no special token (what
+        transformers' `split_special_tokens=True` does)."""
+        if getattr(self, "_text_backend", None) is None:
+            from tokenizers import Tokenizer
+
+            backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            backend.encode_special_tokens = True
+            self._text_backend = backend
+        return getattr(self._text_backend, "encode_batch_fast", self._text_backend.encode_batch)
 
     def _store(self, batch: dict[bytes, str], encoded) -> None:
         for key, enc in zip(batch, encoded, strict=True):
@@ -271,9 +293,12 @@ class PromptEncoder:
         self._used = set()
 
     def _whole(self, prompts: list[str], end_id: int | None = None) -> list[array]:
-        encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+        plain = [p for p in prompts if MARK not in p]
+        encoded = self.tokenizer(plain, add_special_tokens=False)["input_ids"] if plain else []
+        encoded.reverse()
         out = []
-        for ids in encoded:
+        for prompt in prompts:
+            ids = encoded.pop() if MARK not in prompt else encode_marked(self.tokenizer, prompt)
             if self.prefix and tuple(ids[: len(self.prefix)]) != self.prefix:
                 ids = list(self.prefix) + ids
             if end_id is not None and (not ids or ids[-1] != end_id):

@@ -20,6 +20,7 @@ METRICS = {
     "dropped_turns": ("mean", False),
     "skipped": ("sum", False),
     "failed": ("sum", False),
+    "special_text_rows": ("sum", False),  # rows with special-token strings in their contents
 }
 
 NAN = math.nan
@@ -63,6 +64,7 @@ def reply_stats(result: ChatResult, *, with_criteria: bool) -> dict[str, float]:
         "dropped_turns": float(result.dropped_turns) if ok else NAN,
         "skipped": float(result.status == "skipped"),
         "failed": float(result.status == "failed"),
+        "special_text_rows": float(result.special_text > 0),
     }
     if with_criteria:
         stats["criteria_chars"] = float(len(result.rounds[0].reply)) if ok else NAN

@@ -117,20 +117,25 @@ def save_random_model(
     max_pos: int,
     seed: int,
     eos_token_id: int | list[int] | None = None,
+    vocab_size: int | None = None,
+    hidden_size: int = 64,
+    generation_config: dict | None = None,
 ) -> None:
-    """A 2-layer, 64-wide random model of `arch` for tokenizer `tok`, saved to `out_dir`.
+    """A 2-layer, `hidden_size`-wide random model of `arch` for tokenizer `tok`, saved to
+    `out_dir`, with `vocab_size` embedding rows (default: the tokenizer's length).
 
-    Chat models get logit 0 for every special token, so greedy replies are plain text; the
-    generation config's EOS is `eos_token_id` (default: the tokenizer's)."""
+    Chat models get logit 0 for every special token and every row past the tokenizer, so greedy
+    replies are plain text; the generation config is `generation_config` (a published one) or
+    else EOS `eos_token_id` (default: the tokenizer's)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     head = {"num_labels": 1} if kind == "reward" else {"tie_word_embeddings": False}
     config = AutoConfig.for_model(
         arch,
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
+        vocab_size=vocab_size or len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -145,12 +150,21 @@ def save_random_model(
         model = AutoModelForSequenceClassification.from_config(config)
     else:
         model = AutoModelForCausalLM.from_config(config)
+        special = set(tok.all_special_ids) | {
+            i for i, t in tok.added_tokens_decoder.items() if t.special
+        }
         with torch.no_grad():  # logit 0 for special tokens: greedy replies are plain text
-            model.lm_head.weight[tok.all_special_ids] = 0.0
-        model.generation_config.eos_token_id = (
-            tok.eos_token_id if eos_token_id is None else eos_token_id
-        )
-        model.generation_config.pad_token_id = tok.pad_token_id
+            model.lm_head.weight[sorted(special)] = 0.0
+            model.lm_head.weight[len(tok) :] = 0.0  # padding rows of a real vocabulary
+        if generation_config is not None:
+            from transformers import GenerationConfig
+
+            model.generation_config = GenerationConfig(**generation_config)
+        else:
+            model.generation_config.eos_token_id = (
+                tok.eos_token_id if eos_token_id is None else eos_token_id
+            )
+            model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out_dir)
 
 

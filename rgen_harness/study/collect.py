@@ -31,6 +31,7 @@ SAMPLE_FIELDS = (
     "dropped_turns",
     "skipped",
     "failed",
+    "special_text_rows",
     "rouge1_f",
     "rouge2_f",
     "rougeL_f",

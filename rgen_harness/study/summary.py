@@ -73,7 +73,7 @@ def _mode_summary(
     samples = result.samples
     if samples is None:
         out["n"] = int(metrics.get("sample_len") or 0)
-        for key in ("skipped", "failed"):
+        for key in ("skipped", "failed", "special_text_rows"):
             value = metrics.get(f"{key},none")
             out[key] = int(value) if isinstance(value, (int, float)) else None
         out["truncated"] = None
@@ -104,6 +104,8 @@ def _mode_summary(
     out["truncated"] = int(np.sum(dropped[np.isfinite(dropped)] > 0))
     out["skipped"] = sum(1 for r in samples if r.status == "skipped" or r.get("skipped") == 1)
     out["failed"] = sum(1 for r in samples if r.status == "failed" or r.get("failed") == 1)
+    # rows whose contents hold special-token strings (encoded as text unless special_text=control)
+    out["special_text_rows"] = int(np.nansum(_column(samples, "special_text_rows")))
     for key in REFERENCE_METRICS:
         out[key] = stats.describe(_column(samples, key))["mean"]
     out["gen_tokens"] = float(np.nansum([r.gen_tokens for r in samples]))

@@ -129,6 +129,7 @@ class DeitaTask(ConfigurableTask):
             budget_tail=self.settings.qcr_prompts.budget_tail()
             if self.settings.same_history
             else None,
+            special_text=self.settings.special_text,
         )
 
     def construct_requests(self, doc, ctx, **kwargs) -> Instance:

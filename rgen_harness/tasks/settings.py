@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rgen_harness.chat.special_text import check_mode
 from rgen_harness.data.deita import DeitaSource
 from rgen_harness.prompts.qcr import QCRPrompts, load_qcr_prompts
 from rgen_harness.tasks.lm_eval_keys import model_args_keys
@@ -28,6 +29,7 @@ DEITA_KEYS = (
     "qcr_prompts",
     "scorers",
     "same_history",
+    "special_text",
 )
 
 
@@ -78,6 +80,9 @@ class DeitaSettings:
     # True: QR and QCR prompts of a conversation keep the same turns (QCR's need decides);
     # False: each mode drops only what its own prompts need.
     same_history: bool = True
+    # "text": special-token strings in message contents are encoded as text (default);
+    # "control": as control tokens, what serving stacks do (rgen_harness.chat.special_text).
+    special_text: str = "text"
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any], *, task: str) -> DeitaSettings:
@@ -87,6 +92,7 @@ class DeitaSettings:
             qcr_prompts=load_qcr_prompts(metadata.get("qcr_prompts")),
             scorers=scorer_names(metadata, task=task),
             same_history=_same_history(metadata),
+            special_text=check_mode(metadata.get("special_text", "text")),
         )
 
     def scorer_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from family_util import family_tokenizer
 
 from rgen_harness.chat.budget import (
     ContextTooLong,
@@ -18,7 +19,7 @@ from rgen_harness.chat.budget import (
 from rgen_harness.chat.special_tokens import encode_prompt
 from rgen_harness.chat.token_counts import PromptEncoder, piecewise_reason
 from rgen_harness.prompts.qcr import load_qcr_prompts
-from rgen_harness.smoke.families import FAMILIES, build_family_tokenizer
+from rgen_harness.smoke.families import FAMILIES
 
 
 def reference_fit_prompt(history, tail, *, render, count_tokens, max_prompt_tokens, min_dropped=0):
@@ -86,7 +87,7 @@ def conversations(rng: random.Random, specials: list[str], n: int) -> list[list[
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def tokenizer(request, tmp_path_factory):
-    return build_family_tokenizer(tmp_path_factory.mktemp(request.param), request.param)
+    return family_tokenizer(tmp_path_factory.mktemp(request.param), request.param)
 
 
 def test_piece_encoding_is_used_and_equals_whole_encoding(tokenizer):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from family_util import family_tokenizer
 
 from rgen_harness.chat.special_tokens import encode_prompt, template_tokens
-from rgen_harness.smoke.families import build_family_tokenizer
 
 EXPECTED = {  # family: (prefix the tokenizer adds, token that closes an assistant turn)
     "internlm2_5-chat": (["<s>"], "<|im_end|>"),
@@ -18,7 +18,7 @@ EXPECTED = {  # family: (prefix the tokenizer adds, token that closes an assista
 
 @pytest.mark.parametrize("family", list(EXPECTED))
 def test_prefix_and_end_of_turn_of_each_family(family, tmp_path):
-    tokenizer = build_family_tokenizer(tmp_path, family)
+    tokenizer = family_tokenizer(tmp_path, family)
     prefix, end_of_turn = EXPECTED[family]
     tokens = template_tokens(tokenizer)
     assert tokenizer.convert_ids_to_tokens(list(tokens.prefix_ids)) == prefix

@@ -1,6 +1,7 @@
 """The study's model families through lm-eval's evaluator: `lmdeploy` (lmdeploy's own Pipeline
-and AsyncEngine over the CPU engine) against lm-eval's `hf` model, on tiny models whose
-tokenizers behave like InternLM2.5-chat, Qwen2-Instruct, Qwen2 base, Llama-3.1 and GLM-4."""
+and AsyncEngine over the CPU engine) against lm-eval's `hf` model, on tiny random models with the
+real Qwen2-Instruct, Qwen2 base and Llama-3.1 tokenizers (real vocabulary sizes, published
+templates and generation configs) and imitations of InternLM2.5-chat and GLM-4."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 
 import pytest
 from cpu_engine_util import CPU_ENGINE
+from family_util import family_model
 
 from rgen_harness.chat.protocol import ChatResult
 from rgen_harness.chat.special_tokens import encode_prompt, template_tokens
-from rgen_harness.smoke.families import FAMILIES, build_family_model
+from rgen_harness.smoke.families import FAMILIES
 
 pytest.importorskip("lmdeploy")
 
@@ -19,10 +21,21 @@ LIMIT = 4
 MAX_GEN = 6
 
 
+class _Built(dict):
+    """Family model folders, each built on first use (skipped without its vocabulary)."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name):
+        self[name] = family_model(self.root / name, name)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def family_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("families")
-    return {name: build_family_model(root / name, name) for name in FAMILIES}
+    return _Built(tmp_path_factory.mktemp("families"))
 
 
 def evaluate(lm, max_gen: int = MAX_GEN) -> dict[str, dict[str, ChatResult]]:
@@ -133,7 +146,7 @@ def test_replies_stop_at_the_end_of_the_turn_without_its_text(
 
     from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest
 
-    path = build_family_model(tmp_path / family, family)
+    path = family_model(tmp_path / family, family)
     end_turns(path, ends_with)
     request = ChatRequest.build(
         doc_id="probe", messages=[{"role": "user", "content": "Hi"}], rounds=[[]]
