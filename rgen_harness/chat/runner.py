@@ -345,13 +345,22 @@ def rebuild_prompts(request: ChatRequest, result: ChatResult, render) -> list[st
     return prompts
 
 
+def _tokenizer_of(lm):
+    """The model's tokenizer, or None (a model such as lm-eval's `dummy` loads one lazily from
+    a name that may not exist)."""
+    try:
+        return getattr(lm, "tokenizer", None)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 class LMChatBackend:
     """Adapts any lm-eval `LM` (hf, vllm, api models ...) to the ChatBackend protocol."""
 
     def __init__(self, lm) -> None:
         self.lm = lm
         self.max_length = getattr(lm, "max_length", None) if hasattr(lm, "tok_encode") else None
-        self.special_text = SpecialText.of(getattr(lm, "tokenizer", None))  # special_text
+        self.special_text = SpecialText.of(_tokenizer_of(lm))  # special_text
         install_lm_hook(lm)
 
     def render(self, messages: list[Message]) -> str:

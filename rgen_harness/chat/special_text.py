@@ -199,7 +199,11 @@ def install_lm_hook(lm) -> None:
     """Make `lm.tok_encode` / `lm.tok_batch_encode` encode prompts holding a MARK as above
     (idempotent; a model without a tokenizer, or one that builds its own ids from the prompt
     through `encode_prompt` like `--model lmdeploy`, is left alone)."""
-    if getattr(lm, "tokenizer", None) is None or hasattr(lm, "encode_prompt"):
+    try:
+        tokenizer = getattr(lm, "tokenizer", None)
+    except Exception:  # noqa: BLE001  (lm-eval's dummy loads one lazily from a name)
+        tokenizer = None
+    if tokenizer is None or hasattr(lm, "encode_prompt"):
         return
     if getattr(lm, "_special_text_hook", False):
         return

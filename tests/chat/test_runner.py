@@ -143,9 +143,13 @@ def test_empty_criteria_reply_fails_the_conversation_instead_of_being_sent_on(hf
 def test_use_cache_serves_rounds_from_lm_eval_cache(hf_lm, tmp_path):
     from lm_eval.api.model import CacheHook, CachingLM
 
+    from rgen_harness.models.hf_chat import HFChatBackend
+
     calls = []
-    original = hf_lm.generate_until
-    hf_lm.generate_until = lambda reqs, *a, **k: calls.append(len(reqs)) or original(reqs, *a, **k)
+    original = HFChatBackend.generate
+    HFChatBackend.generate = lambda self, prompts, kw: (
+        calls.append(len(prompts)) or original(self, prompts, kw)
+    )
     try:
         first = getattr(CachingLM(hf_lm, str(tmp_path / "c.db")), REQUEST_TYPE)(
             instances(qcr(), qr())
@@ -158,7 +162,7 @@ def test_use_cache_serves_rounds_from_lm_eval_cache(hf_lm, tmp_path):
         assert calls == [] and again == first
         assert RoundCache.of(hf_lm) is not None
     finally:
-        hf_lm.generate_until = original
+        HFChatBackend.generate = original
         hf_lm.set_cache_hook(CacheHook(None))
 
 

@@ -119,13 +119,13 @@ def test_hf_sends_the_planted_row_as_text(qwen2_dir, monkeypatch):
 
     lm = HFLM(pretrained=str(qwen2_dir), device="cpu", batch_size=1, max_length=512)
     seen = []
-    original = lm._model_generate
+    original = lm.model.generate
 
-    def record(context, *args, **kwargs):
-        seen.append(context[0][context[0] != lm.tokenizer.pad_token_id].tolist())
-        return original(context, *args, **kwargs)
+    def record(*args, input_ids, attention_mask, **kwargs):
+        seen.append(input_ids[0][attention_mask[0] == 1].tolist())
+        return original(*args, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
-    monkeypatch.setattr(lm, "_model_generate", record)
+    monkeypatch.setattr(lm.model, "generate", record)
     [result] = lm.generate_chat_rounds([_instance(_planted_request("qwen2-instruct"))])
     result = ChatResult.from_json(result)
     assert result.status == "ok" and result.special_text == 2
@@ -173,13 +173,13 @@ def test_control_mode_sends_control_tokens_and_still_counts(qwen2_dir, monkeypat
         special_text="control",
     )
     seen = []
-    original = lm._model_generate
+    original = lm.model.generate
 
-    def record(context, *args, **kwargs):
-        seen.append(context[0].tolist())
-        return original(context, *args, **kwargs)
+    def record(*args, input_ids, **kwargs):
+        seen.append(input_ids[0].tolist())
+        return original(*args, input_ids=input_ids, **kwargs)
 
-    monkeypatch.setattr(lm, "_model_generate", record)
+    monkeypatch.setattr(lm.model, "generate", record)
     [result] = map(ChatResult.from_json, lm.generate_chat_rounds([_instance(request)]))
     assert result.special_text == 2
     assert seen[0].count(151645) == 3  # the planted <|im_end|> is a control token again
