@@ -104,8 +104,8 @@ def _job(run, mode: Mode, config) -> Job:
 def estimate_seconds(run, config) -> float | None:
     """From an earlier run's throughput (results JSON `config.throughput.total`): this run's
     requests over its samples per second (None when no earlier run measured it)."""
-    for folder in (run.out_dir, generated_dir(run)):
-        for path in sorted(folder.rglob("results_*.json"), reverse=True) if folder.is_dir() else []:
+    for folder in _earlier_folders(run):
+        for path in sorted(folder.rglob("results_*.json"), reverse=True):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 total = data["config"]["throughput"]["total"]
@@ -121,6 +121,24 @@ def estimate_seconds(run, config) -> float | None:
             if rate > 0 and requests:
                 return requests / rate
     return None
+
+
+def _earlier_folders(run) -> list[Path]:
+    """This run's own folders, then the same model's in sibling studies (e.g. a subset study
+    beside the full one), where an earlier run may have measured its throughput."""
+    own = [run.out_dir, generated_dir(run)]
+    study = run.out_dir.parent.parent.parent
+    siblings = sorted(p for p in study.parent.glob("*") if p.is_dir() and p != study)
+    others = [s / sub / run.model.name / run.key for s in siblings for sub in ("runs", "generated")]
+    return [f for f in own + others if f.is_dir()]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -164,17 +182,17 @@ def print_plan(config, runs, states, stream) -> None:
         size = f"~{job.size_gb:.0f} GB" if job.size_gb is not None else "size unknown"
         gpus = ",".join(map(str, slot.gpu_ids)) if mode.gpus.ids and job.gpus else "-"
         timing = (
-            f", start {slot.start_s / 60:.0f} min, ~{job.est_s / 60:.0f} min"
+            f", starts at {_duration(slot.start_s)}, takes ~{_duration(job.est_s)}"
             if job.est_s is not None and known
-            else (f", ~{job.est_s / 60:.0f} min" if job.est_s is not None else "")
+            else (f", takes ~{_duration(job.est_s)}" if job.est_s is not None else "")
         )
         lines.append(f"  {job.label}: {job.gpus} GPU(s) [{gpus}], {size}{timing}")
     if known:
         wall = max(s.end_s for s in slots.values())
         longest = max(j.est_s for j in jobs)
         lines.append(
-            f"  estimated wall time: {wall / 60:.0f} min (slowest run {longest / 60:.0f} min, "
-            f"one at a time {sum(j.est_s for j in jobs) / 60:.0f} min)"
+            f"  estimated wall time: {_duration(wall)} (slowest run {_duration(longest)}, "
+            f"one at a time {_duration(sum(j.est_s for j in jobs))})"
         )
     else:
         missing = [j.label for j in jobs if j.est_s is None]
