@@ -37,9 +37,17 @@ def generated_dir(run) -> Path:
 def generation_run(run):
     """The run as lm_eval generates it for later scoring: `--predict_only`, its output in
     `generated_dir(run)`. Its settings (fingerprint) are those of the scored run."""
+    import shlex
+
     argv = list(run.argv)
     argv[argv.index("--output_path") + 1] = str(generated_dir(run))
-    return dataclasses.replace(run, argv=(*argv, "--predict_only"))
+    command = run.command.replace(
+        f"--output_path {shlex.quote(str(run.out_dir))}",
+        f"--output_path {shlex.quote(str(generated_dir(run)))}",
+    )
+    return dataclasses.replace(
+        run, argv=(*argv, "--predict_only"), command=f"{command} --predict_only"
+    )
 
 
 def score_run(generated: Path, out: Path, *, bootstrap_iters: int = 100000) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +42,12 @@ def use_sim(monkeypatch, templates: Path, records: Path, seconds: dict[str, floa
     original = runner.plan_runs
 
     def plan(*args, **kwargs):
-        return [dataclasses.replace(r, argv=sim_argv(r)) for r in original(*args, **kwargs)]
+        # The settings travel with each run (a Ray worker does not see this process's env).
+        env = tuple((k, v) for k, v in os.environ.items() if k.startswith("SIM_"))
+        return [
+            dataclasses.replace(r, argv=sim_argv(r), env=(*r.env, *env))
+            for r in original(*args, **kwargs)
+        ]
 
     monkeypatch.setattr(runner, "plan_runs", plan)
 
