@@ -21,6 +21,12 @@ def add_parser(sub) -> None:
         help="print what would run (and what is done), run nothing",
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="run on a Ray cluster (e.g. auto, ray://head:10001); overrides ray.address",
+    )
 
 
 def run(args) -> int:
@@ -30,7 +36,10 @@ def run(args) -> int:
     from rgen_harness.study.runner import OutputClosed
 
     try:
-        return _run(args, load_study_config(args.config))
+        config = load_study_config(args.config)
+        if getattr(args, "ray", None):
+            config = with_ray(config, args.ray)
+        return _run(args, config)
     except (StudyConfigError, DataUnavailable) as e:
         _error(str(e))
         return 2
@@ -64,6 +73,8 @@ def _run(args, config) -> int:
         + (f": {', '.join(outcome.failed)}" if outcome.failed else ""),
         flush=True,
     )
+    if outcome.scorer_loads is not None:
+        print(f"[study] scoring: reward model loaded {outcome.scorer_loads} time(s)", flush=True)
     if report:
         files = build_report(config.study_dir, config.results_dir)
         print(
@@ -74,6 +85,17 @@ def _run(args, config) -> int:
         if files.problems:
             print(f"[study] {len(files.problems)} problem(s) listed under Problems in the report")
     return 1 if outcome.failed else 0
+
+
+def with_ray(config, address: str):
+    """The config with `ray.address` set from the command line."""
+    import dataclasses
+
+    from rgen_harness.study.config import RaySpec
+
+    new = dataclasses.replace(config, ray=RaySpec(address=address))
+    object.__setattr__(new, "env_refs", config.env_refs)  # not an init field: carried over
+    return new
 
 
 def _quiet_stdout() -> None:

@@ -38,6 +38,7 @@ SAMPLE_FIELDS = (
     "similarity",
 )
 _TS_RE = re.compile(r"results_(.+)\.json$")
+GENERATED_DIR = "generated"  # predict-only output awaiting the study's scorer (study.scoring)
 
 
 @dataclass
@@ -227,9 +228,13 @@ def collect(root: str | Path) -> Collection:
         _study_models(study, models, problems, root / "study.json")
     fix = RERUN_STUDY if study is not None else RERUN_LM_EVAL
     newest: dict[tuple[str, str], tuple[str, Path]] = {}
+    generated: set[tuple[str, ...]] = set()  # (model, run) generated for separate scoring
     for path in sorted(root.rglob("results_*.json")):
         data = _read_results(path, problems, fix)
         if data is None:
+            continue
+        if study is not None and path.relative_to(root).parts[0] == GENERATED_DIR:
+            generated.add(path.relative_to(root).parts[1:3])
             continue
         model = _model_for(path, root, data, models, study is not None)
         if model is None:
@@ -263,6 +268,14 @@ def collect(root: str | Path) -> Collection:
                     f"for {model_name}/{task} are n/a: {fix}"
                 )
         models[model_name].tasks[task] = result
+    for model_name, run in sorted(generated):
+        model = models.get(model_name)
+        if model is not None and not any(t in model.tasks for t in DEITA_MODES):
+            problems.append(
+                f"{root / GENERATED_DIR / model_name / run}: generated but not scored yet "
+                f"(the study was stopped, or scoring failed: see {root / 'scoring.log'}); "
+                f"{model_name} is left out: {RERUN_STUDY}"
+            )
     return Collection(root, list(models.values()), study, subset, problems)
 
 

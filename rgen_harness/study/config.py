@@ -125,6 +125,15 @@ class CharacterEvalSpec:
 
 
 @dataclass(frozen=True)
+class RaySpec:
+    """Runs spread over the nodes of a Ray cluster (`pip install "rgen-harness[ray]"`): each
+    run is a Ray task asking for its GPUs. Every node must see `output_dir` at the same path
+    (a shared file system)."""
+
+    address: str = "auto"  # ray.init address: "auto" (a running cluster), "ray://host:10001"
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     models: tuple[ModelSpec, ...]
@@ -148,6 +157,18 @@ class StudyConfig:
     tiny_models: tuple[TinyModelSpec, ...] = ()
     judge: JudgeSpec | None = None  # a pairwise LLM judge of QCR vs QR (study.judge_block)
     charactereval: CharacterEvalSpec | None = None  # role-play runs beside the deita runs
+    # Placement (see rgen_harness.study.placement): the GPUs the study may use (ids, or how
+    # many of the visible ones; default all visible), how many runs at once at most, and each
+    # GPU's memory (default: measured) against which model sizes are checked.
+    gpus: int | tuple[int, ...] | None = None
+    max_parallel: int | None = None
+    gpu_memory_gb: float | None = None
+    # auto: runs in parallel when more than one GPU is visible (or on Ray), else one at a time.
+    scheduler: Literal["auto", "parallel", "sequential"] = "auto"
+    # auto: the reply scorers run in one process for all runs (reward model loaded once) when
+    # runs go in parallel, inline in each lm_eval run otherwise. Same numbers either way.
+    scoring: Literal["auto", "inline", "separate"] = "auto"
+    ray: RaySpec | None = None
     # Strings taken from the environment: (expanded string, the string as written, the values
     # of its variables). Set by `parse_study_config`; not a config key.
     env_refs: tuple[tuple[str, str, tuple[str, ...]], ...] = field(
@@ -276,6 +297,19 @@ def _check(config: StudyConfig, source: str) -> None:
         fail(f"subset.size={config.subset.size} must be >= 1")
     if not 0.5 <= config.report.interval < 1:
         fail(f"report.interval={config.report.interval} must be in [0.5, 1), e.g. 0.95")
+    if isinstance(config.gpus, int) and config.gpus < 1:
+        fail(f"gpus={config.gpus} must be >= 1 (a count), or a list of GPU ids")
+    if isinstance(config.gpus, tuple):
+        if not config.gpus or any(g < 0 for g in config.gpus):
+            fail(f"gpus={list(config.gpus)} must list GPU ids >= 0, e.g. [0, 1, 2, 3]")
+        if len(set(config.gpus)) != len(config.gpus):
+            fail(f"gpus={list(config.gpus)} names a GPU twice")
+    if config.max_parallel is not None and config.max_parallel < 1:
+        fail(f"max_parallel={config.max_parallel} must be >= 1")
+    if config.gpu_memory_gb is not None and config.gpu_memory_gb <= 0:
+        fail(f"gpu_memory_gb={config.gpu_memory_gb} must be > 0, e.g. 80")
+    if config.ray is not None and config.scheduler == "sequential":
+        fail("'ray' runs models in parallel on a cluster; drop 'ray' or scheduler: sequential")
     if config.report.resamples < 100:
         fail(f"report.resamples={config.report.resamples} is too few; use >= 1000")
     typed = {"deita_path", "deita_dataset", "deita_split", "on_bad_row", "scorers"}

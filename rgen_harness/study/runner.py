@@ -39,6 +39,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ class PlannedRun:
     recorded_settings: dict  # `settings` as run.json shows them (see StudyConfig.recorded)
     command: str  # the lm_eval command line as records and the console show it
     secrets: tuple[str, ...] = ()  # values masked in lm_eval's output
+    env: tuple[tuple[str, str], ...] = ()  # set for lm_eval only (e.g. CUDA_VISIBLE_DEVICES)
 
     @property
     def fingerprint(self) -> str:
@@ -317,6 +319,7 @@ class StudyOutcome:
     done: list[str]
     skipped: list[str]
     failed: list[str]
+    scorer_loads: int | None = None  # reward models the separate scorer loaded (None: inline)
 
 
 def prepare(config: StudyConfig, *, dry_run: bool = False, stream=None) -> dict | None:
@@ -451,8 +454,12 @@ def run_study(
     # model finished on other data or settings must not stand beside new ones.
     states = {r.label: run_state(r) for r in planned}
     runs = [r for r in planned if not only or r.model.name in only]
+    from rgen_harness.study import scheduler
+
     if dry_run:
+        scheduler.print_plan(config, runs, states, stream)
         return _run(runs, states, stream, dry_run=True)
+    mode = scheduler.choose(config)
     needs_cache = any(states[r.label] != "done" and r.key == "deita" for r in runs)
     from rgen_harness.file_writes import check_writable
 
@@ -462,6 +469,8 @@ def run_study(
         states = {r.label: run_state(r) for r in planned}
         check_locations(config, report=report, reward_cache=needs_cache)
         write_records(config, subset)
+        if mode.parallel:
+            return scheduler.run_parallel(config, runs, states, stream, mode)
         return _run(runs, states, stream, dry_run=False, name=config.name)
 
 
@@ -533,7 +542,7 @@ def _execute(run: PlannedRun, stream) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     _write_json(run.out_dir / RUN_FILE, record)
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", **dict(run.env))
     start = time.perf_counter()
     log_path = run.out_dir / LOG_FILE
     masker = _LineMasker(run.secrets)
@@ -541,7 +550,16 @@ def _execute(run: PlannedRun, stream) -> int:
         logf = open(log_path, "ab", buffering=0)  # noqa: SIM115 (closed below)
     except OSError as e:
         raise explain(e, log_path, "output_dir") from None
-    proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    # Its own process group, so that stopping it also stops what it started (engine workers).
+    proc = subprocess.Popen(
+        run.argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    with _CHILDREN_LOCK:
+        _CHILDREN.add(proc)
     try:
         assert proc.stdout is not None
         while True:
@@ -573,6 +591,8 @@ def _execute(run: PlannedRun, stream) -> int:
                 )
         raise
     finally:
+        with _CHILDREN_LOCK:
+            _CHILDREN.discard(proc)
         with contextlib.suppress(OSError):
             logf.close()
     _mask_results(run)
@@ -583,14 +603,33 @@ def _execute(run: PlannedRun, stream) -> int:
 
 def _stop(proc: subprocess.Popen) -> None:
     """Stop lm_eval as Ctrl-C would (it saves nothing half-way), then for good."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_all([proc])
+
+
+def stop_all(procs: list[subprocess.Popen] | None = None, *, grace_s: float = 30) -> None:
+    """Stop children (default: every lm_eval this process started) and their process groups:
+    SIGINT to all at once, then SIGKILL to what is left after `grace_s`."""
+    if procs is None:
+        with _CHILDREN_LOCK:
+            procs = list(_CHILDREN)
+    for proc in procs:
+        _signal_group(proc, signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        _signal_group(proc, signal.SIGKILL)  # what it left behind, and itself if still there
         proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+_CHILDREN: set[subprocess.Popen] = set()
+_CHILDREN_LOCK = threading.Lock()
 
 
 class _LineMasker:
