@@ -107,7 +107,7 @@ def make_model(folder: Path, data: Path, vocab: int) -> Path:
         pad_token=family.pad,
         additional_special_tokens=[t for t in family.special_tokens if t not in (family.eos,)],
     )
-    fast.chat_template = family.template
+    fast.chat_template = family.chat_template()
     fast.save_pretrained(folder)
     return folder
 

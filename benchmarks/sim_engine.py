@@ -29,6 +29,7 @@ class InstantEngine:
         self.closed = False
         self.prefill_tps, self.decode_tps = prefill_tps, decode_tps
         self.reply_tokens = int(os.environ.get("RGEN_SIM_REPLY_TOKENS", "256"))
+        self.reply_ids = self._reply_ids(spec.model_path)
         self.stats = {
             "built": time.time(),
             "first_call": None,
@@ -41,6 +42,14 @@ class InstantEngine:
         path = os.environ.get("RGEN_SIM_ENGINE_LOG")
         if path:
             atexit.register(self._write, path)
+
+    def _reply_ids(self, model_path: str) -> list[int]:
+        """The fixed reply as ids of the model's tokenizer (replies are decoded from ids)."""
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        ids = tokenizer.encode(REPLY_WORD * self.reply_tokens, add_special_tokens=False)
+        return ids[: self.reply_tokens]
 
     def _write(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -65,7 +74,7 @@ class InstantEngine:
                 generate_token_len=self.reply_tokens,
                 input_token_len=len(ids),
                 finish_reason="length",
-                token_ids=[],
+                token_ids=list(self.reply_ids),
                 index=i,
             )
             for i, ids in enumerate(input_ids)

@@ -166,8 +166,54 @@ def run_rounds(
         states.append(state)
 
     n_rounds = max((len(s.request.rounds) for s in states), default=0)
+    for wave in _waves(states, backend):
+        _run_wave(wave, backend, cache, n_rounds)
+    return [s.result for s in states]
+
+
+FIRST_WAVE = 64  # conversations in the first wave when the backend has a prefix cache
+FALLBACK_WAVE = 256  # when its size is not known (TurboMind)
+CACHE_SHARE = 0.5  # of the prefix cache a wave's first round may fill
+
+
+def _waves(states: list[_State], backend: ChatBackend):
+    """The conversations in the order and groups their rounds run in.
+
+    Without a prefix cache: one group, every round for all conversations at once (the fewest,
+    largest engine calls). With one (`backend.prefix_cache_tokens`: its size in tokens, 0 when
+    off, None when unknown): a conversation's QR and QCR requests side by side (they share the
+    history), in waves whose first round fills about half the cache, each wave's later rounds
+    right after its first, so round 2 finds round 1's blocks before they are evicted. A wave's
+    size follows the tokens its predecessors' first rounds took."""
+    capacity = getattr(backend, "prefix_cache_tokens", 0)
+    if capacity == 0 or len(states) <= FIRST_WAVE:
+        yield states
+        return
+    order = sorted(range(len(states)), key=lambda i: (states[i].request.doc_id or "", i))
+    ordered = [states[i] for i in order]
+    size, start, used, counted = FIRST_WAVE, 0, 0, 0
+    while start < len(ordered):
+        wave = ordered[start : start + size]
+        yield wave
+        start += len(wave)
+        for s in wave:
+            if s.result.rounds:
+                first = s.result.rounds[0]
+                used += (first.prompt_tokens or 0) + (first.reply_tokens or 0)
+                counted += 1
+        if capacity is None or not counted or not used:
+            size = FALLBACK_WAVE
+        else:
+            size = max(16, int(CACHE_SHARE * capacity * counted / used))
+
+
+def _run_wave(
+    states: list[_State], backend: ChatBackend, cache: RoundCache | None, n_rounds: int
+) -> None:
     for k in range(n_rounds):
         todo = [s for s in states if not s.done and k < len(s.request.rounds)]
+        if not todo:
+            continue
         for s in todo:
             s.tail = s.tail + s.request.rounds[k]
         log.info("%s: round %d/%d, %d conversations", REQUEST_TYPE, k + 1, n_rounds, len(todo))
@@ -189,7 +235,6 @@ def run_rounds(
                 continue
             reply = escape_reply(backend, s.request, gen.text)  # special_text
             s.tail = s.tail + [{"role": "assistant", "content": reply}]
-    return [s.result for s in states]
 
 
 FIRST_CHUNK = 64  # conversations budgeted before the first engine call of a round

@@ -196,6 +196,12 @@ class CPUEngine:
         pool_tokens = self.num_blocks * self.block_size - self.block_size
         self.max_input_len = min(int(self.engine_config.session_len), pool_tokens)
         self.max_session_len = self.max_input_len  # the PyTorch Engine's attribute name
+        if backend == "pytorch":  # pytorch.engine.Engine.cache_config (TurboMind has none)
+            from types import SimpleNamespace
+
+            self.cache_config = SimpleNamespace(
+                num_gpu_blocks=self.num_blocks, block_size=self.block_size
+            )
         self.prefix_caching = bool(getattr(self.engine_config, "enable_prefix_caching", False))
         # block key -> stale (True once a sleep rebuilt the KV cache under it), oldest first
         self.cached_blocks: OrderedDict[Any, bool] = OrderedDict()

@@ -312,6 +312,16 @@ class LMDeployEngine:
         out["backend"] = self.backend
         return out
 
+    def prefix_cache_tokens(self) -> int | None:
+        """Tokens the KV cache holds for prefix caching: 0 when it is off, None when the engine
+        does not say (TurboMind); the PyTorch engine's `cache_config` blocks x block size."""
+        if not self.settings().get("enable_prefix_caching"):
+            return 0
+        cache = getattr(self.pipe.async_engine.engine, "cache_config", None)
+        blocks = getattr(cache, "num_gpu_blocks", None)
+        size = getattr(cache, "block_size", None)
+        return int(blocks) * int(size) if blocks and size else None
+
     def _check_awake(self) -> None:
         if self.closed:
             raise RuntimeError("the lmdeploy engine was closed")

@@ -26,6 +26,8 @@ class EngineChatBackend(IdChatBackend):
 
     def __init__(self, lm: LMDeployLM, *, use_tqdm: bool = True) -> None:
         super().__init__(lm, max_length=lm.max_length, use_tqdm=use_tqdm)
+        # Conversations run in waves sized to the prefix cache (see chat.runner._waves).
+        self.prefix_cache_tokens = lm.engine.prefix_cache_tokens()
 
     def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
         lm: LMDeployLM = self.lm
