@@ -60,10 +60,6 @@ def test_waves_put_round_2_right_after_round_1_and_qr_beside_qcr():
     assert first_r2 < last_r1  # a wave's round 2 before later waves' round 1
     first_call = backend.calls[0]
     assert len(first_call) == FIRST_WAVE  # 32 conversations, QR and QCR side by side
-    assert (
-        first_call[:2]
-        == [f"d000 {'word ' * 40}".strip() + "@" + first_call[0].split("@")[1]][:0] + first_call[:2]
-    )
     docs = [x.split("@")[1].split()[0] for x in first_call]
     assert docs[0] == docs[1] == "d000" and docs[2] == docs[3] == "d001"
     assert len(backend.calls) > 3  # several waves
