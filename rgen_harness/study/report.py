@@ -445,9 +445,9 @@ def _markdown(
             )
     lines += [_table(header, body), ""]
     lines += [
-        "Reply tokens: the backend's count for the final reply (lmdeploy counts the token ids it "
-        "generated; lm-eval's generic path counts the reply's text encoded again with the "
-        "model's tokenizer).",
+        "Reply tokens: the token ids generated for the final reply (lmdeploy and hf generate "
+        "from ids); served models give the server's count, or the reply's text encoded again "
+        "with the model's tokenizer where the server sends none.",
         "",
     ]
     if over_limit:
