@@ -42,6 +42,7 @@ if [[ $dev == 1 ]]; then
   if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
     if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
       echo "setup: installing chromium (tests/study/test_report_browser.py loads the page in it)"
+      apt-get update -qq >/dev/null 2>&1 || true
       apt-get install -y -q chromium >/dev/null || echo "setup: chromium not installed; that test will be skipped with the reason"
     else
       echo "setup: no chromium; tests/study/test_report_browser.py will be skipped (install: apt-get install -y chromium)"
