@@ -14,6 +14,12 @@ backend instead:
 - **context budget**: `max_length` from `--model_args` (required: the server's context length);
   prompt tokens are counted with the tokenizer when one is given (exactly, with its chat template),
   otherwise estimated from above (`estimate_tokens`);
+- **tokenised once**: as on the lmdeploy path (`rgen_harness.models.engine_chat`), counting goes
+  through one `PromptEncoder` (each piece of text between special tokens tokenised once, reused
+  by every budget attempt and by QR and both QCR rounds), the token ids a completions request
+  sends are assembled from those pieces (`stage`), and a round goes out in chunks while the next
+  chunk is budgeted (`concurrent_generate`). Chat requests are counted on the text the chat
+  template renders from their messages (`apply_chat_template(..., tokenize=True)`'s count);
 - **failures**: a request that still fails after lm-eval's `max_retries` attempts (or that the
   server rejects as invalid, 4xx, which a retry cannot fix) is a failed conversation carrying the
   server's message; the run goes on;
@@ -38,6 +44,7 @@ import logging
 import sys
 from typing import Any
 
+from rgen_harness.chat.fast_template import FastChatTemplate
 from rgen_harness.chat.generation import DEFAULT_MAX_GEN_TOKS, Generation
 from rgen_harness.chat.protocol import Message
 from rgen_harness.chat.special_tokens import template_tokens
@@ -133,8 +140,20 @@ async def _announce(what: str, timeout: float) -> None:
         )
 
 
+class _ChatPrompt(str):
+    """A chat request's messages as JSON (what is logged, hashed and sent), carrying the text
+    the chat template renders from them (what is counted) until the prompt is staged."""
+
+    templated: str | None
+
+
 class ApiChatBackend:
-    """The ChatBackend of an lm-eval `TemplateAPI` model."""
+    """The ChatBackend of an lm-eval `TemplateAPI` model.
+
+    Rendering, counting and staging run on the budgeting thread; `generate` (the HTTP requests)
+    on the runner's worker thread, while the next chunk is budgeted."""
+
+    concurrent_generate = True
 
     def __init__(self, lm) -> None:
         self.lm = lm
@@ -165,6 +184,18 @@ class ApiChatBackend:
         _check_credentials(lm, name)
         # lm-eval keeps one token for generation: max_length - 1.
         self.max_length = int(lm.max_length)
+        self.template: FastChatTemplate | None = None
+        self.encoder = None
+        self.staged = None
+        if _has_chat_template(self.tokenizer):
+            from rgen_harness.chat.token_counts import PromptEncoder, StagedIds
+
+            self.template = FastChatTemplate.build(self.tokenizer)
+            # chat: what apply_chat_template(tokenize=True) counts; completions: what is sent
+            specials = False if self.chat else bool(getattr(lm, "add_bos_token", False))
+            self.encoder = PromptEncoder(self.tokenizer, add_special_tokens=specials)
+            if not self.chat and lm.tokenized_requests:
+                self.staged = StagedIds(self.encoder)
         if self.chat and not _has_chat_template(self.tokenizer):
             log.warning(
                 "%s: no tokenizer with a chat template; prompt tokens are estimated from above "
@@ -177,24 +208,57 @@ class ApiChatBackend:
 
     # -- ChatBackend ----------------------------------------------------------------------
     def render(self, messages: list[Message]) -> str:
-        if self.chat:
-            return json.dumps(messages, ensure_ascii=False)
+        if not self.chat:
+            return self._apply_template(messages)
+        prompt = _ChatPrompt(json.dumps(messages, ensure_ascii=False))
+        prompt.templated = self._apply_template(messages) if self.encoder is not None else None
+        return prompt
+
+    def _apply_template(self, messages: list[Message]) -> str:
+        """`apply_chat_template(messages, tokenize=False, add_generation_prompt=True)`; plain
+        messages through the compiled template (the same text, see `FastChatTemplate`)."""
+        if self.template is not None and self.template.takes(messages):
+            return self.template.render(messages)
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
 
+    def _templated(self, prompt: str) -> str:
+        """The template's text of a chat prompt (rendered again if it was not made here)."""
+        text = getattr(prompt, "templated", None)
+        return text if text is not None else self._apply_template(json.loads(prompt))
+
     def count_tokens(self, prompt: str) -> int:
-        if not self.chat:
-            return len(self._encode(prompt))
-        messages = json.loads(prompt)
-        if _has_chat_template(self.tokenizer):
-            ids = self.tokenizer.apply_chat_template(
-                messages, tokenize=True, add_generation_prompt=True
-            )
-            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-                ids = ids["input_ids"]
-            return len(ids)
-        return estimate_tokens(messages)
+        return self.count_many([prompt])[0]
+
+    def count_many(self, prompts: list[str]) -> list[int]:
+        """Prompt tokens of each prompt, new pieces tokenised in one batch."""
+        if self.encoder is None:
+            return [estimate_tokens(json.loads(p)) for p in prompts]
+        if self.chat:
+            return self.encoder.count_many([self._templated(p) for p in prompts])
+        return self.encoder.count_many(prompts)
+
+    def stage(self, prompts: list[str]) -> None:
+        """The prompts about to be sent: assemble their ids (completions with token ids), or
+        keep their pieces for the next rounds (chat, text completions)."""
+        if self.encoder is None:
+            return
+        if self.staged is not None:
+            self.staged.stage(prompts)
+            return
+        if self.chat:
+            texts = [self._templated(p) for p in prompts]
+            for p in prompts:
+                if isinstance(p, _ChatPrompt):
+                    p.templated = None  # counted and kept: the JSON is what is sent
+            prompts = texts
+        self.encoder.keep(prompts)
+
+    def round_done(self) -> None:
+        """Every prompt of the round is staged: keep only the pieces later rounds extend."""
+        if self.encoder is not None:
+            self.encoder.keep_only_used()
 
     def max_gen_toks(self, gen_kwargs: dict) -> int:
         value = gen_kwargs.get("max_gen_toks", getattr(self.lm, "_max_gen_toks", None))
@@ -213,6 +277,11 @@ class ApiChatBackend:
             text, add_special_tokens=bool(getattr(self.lm, "add_bos_token", False))
         ).input_ids
 
+    def _ids(self, prompt: str) -> list[int]:
+        """The token ids of a completions prompt: staged ones, else encoded here."""
+        ids = self.staged.take(prompt) if self.staged is not None else None
+        return ids.tolist() if ids is not None else self._encode(prompt)
+
     def _payload(self, prompt: str, gen_kwargs: dict) -> dict:
         lm = self.lm
         kwargs = copy.deepcopy(dict(gen_kwargs))
@@ -221,7 +290,7 @@ class ApiChatBackend:
             message = json.loads(prompt)
         else:
             kwargs = self._with_end_of_turn(kwargs)
-            single = self._encode(prompt) if lm.tokenized_requests else prompt
+            single = self._ids(prompt) if lm.tokenized_requests else str(prompt)
             message = lm.create_message([single])  # exactly what lm-eval sends
         return lm._create_payload(
             message, generate=True, gen_kwargs=kwargs, seed=lm._seed, eos=lm.eos_string

@@ -19,6 +19,12 @@ is still exact.
 
 Ids are kept as `array` (2 or 4 bytes per id instead of a Python int object each) under a
 16-byte digest of the piece, so a deita-6k run holds its pieces' ids, not their text twice.
+
+Which special tokens the ids get follows the caller (`add_special_tokens`): the prefix exactly
+once (`encode_prompt`, the lmdeploy engine and the reward model), none, or every token the
+tokenizer's post-processor adds (`tokenizer.encode(text, add_special_tokens=True)`, what
+lm-eval's API models send with `add_bos_token`). `StagedIds` hands the assembled ids of the
+prompts about to be sent from the budgeting thread to the one that sends them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import logging
 import os
 import re
+import threading
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -74,6 +81,20 @@ def piecewise_reason(tokenizer) -> str | None:
     return None
 
 
+def added_special_ids(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ids `tokenizer.encode(text, add_special_tokens=True)` puts before and after the text's
+    own (`<s>` ... `</s>`; nothing for Qwen2)."""
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    full = tokenizer.encode("a", add_special_tokens=True)
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return tuple(full[:start]), tuple(full[start + len(plain) :])
+    raise ValueError(
+        f"tokenizer {type(tokenizer).__name__} encodes 'a' as {plain} without special tokens "
+        f"and as {full} with them (not around {plain})"
+    )
+
+
 def encode_workers() -> int:
     """Threads that encode pieces (the CPUs this process may use, at most 8)."""
     try:
@@ -108,15 +129,32 @@ def _batches(todo: dict[bytes, str]) -> Iterator[dict[bytes, str]]:
 
 
 class PromptEncoder:
-    """`encode_prompt` for many prompts, every piece between added tokens encoded once."""
+    """`encode_prompt` for many prompts, every piece between added tokens encoded once.
 
-    def __init__(self, tokenizer) -> None:
+    `add_special_tokens`: None (default) gives `encode_prompt(tokenizer, p)`: the tokenizer's
+    prefix exactly once, whether the template wrote it or not; False and True give
+    `tokenizer.encode(p, add_special_tokens=...)`: no special tokens added, or every one the
+    tokenizer adds (its prefix and suffix, even where the prompt holds them already)."""
+
+    def __init__(self, tokenizer, *, add_special_tokens: bool | None = None) -> None:
         self.tokenizer = tokenizer
-        self.prefix = tuple(template_tokens(tokenizer).prefix_ids)
+        self.add_special_tokens = add_special_tokens
+        self.prefix: tuple[int, ...] = ()
+        self.suffix: tuple[int, ...] = ()
+        reason = None
+        if add_special_tokens is None:
+            self.prefix = tuple(template_tokens(tokenizer).prefix_ids)
+        elif add_special_tokens:
+            try:
+                self.prefix, self.suffix = added_special_ids(tokenizer)
+            except ValueError as e:
+                reason = str(e)
+        # the prefix goes in front of every prompt, or only of those that lack it
+        self._prefix_always = bool(add_special_tokens)
         self.typecode = "H" if len(tokenizer) <= 1 << 16 else "I"
         self._pieces: dict[bytes, array] = {}
         self._used: set[bytes] = set()
-        reason = piecewise_reason(tokenizer)
+        reason = reason or piecewise_reason(tokenizer)
         if reason is None:
             added = {t.content: i for i, t in tokenizer.added_tokens_decoder.items()}
             self._added = added
@@ -135,10 +173,18 @@ class PromptEncoder:
     def _probe_mismatch(self) -> str | None:
         specials = sorted(self._added) or [""]
         text = _PROBE.format(specials[0], specials[-1]) + "".join(specials)
-        whole = self.tokenizer.encode(text, add_special_tokens=False)
-        mine = list(self._piecewise_ids(text))
+        mine = list(self._assemble(self._parts(text)))
         self._pieces.clear()
-        return None if whole == mine else "piecewise encoding differs on a probe text"
+        self._used.clear()
+        return None if self._reference(text) == mine else "piecewise encoding differs on a probe"
+
+    def _reference(self, text: str) -> list[int]:
+        """The ids this encoder must give for `text`, from the tokenizer itself."""
+        if self.add_special_tokens is None:
+            from rgen_harness.chat.special_tokens import encode_prompt
+
+            return encode_prompt(self.tokenizer, text)
+        return self.tokenizer.encode(text, add_special_tokens=self.add_special_tokens)
 
     # -- pieces -----------------------------------------------------------------------------
     @staticmethod
@@ -198,13 +244,21 @@ class PromptEncoder:
         for key, enc in zip(batch, encoded, strict=True):
             self._pieces[key] = array(self.typecode, enc.ids)
 
-    def _piecewise_ids(self, prompt: str) -> array:
+    def _adds_prefix(self, parts: list[int | bytes]) -> bool:
+        return bool(self.prefix) and (self._prefix_always or not self._head_is_prefix(parts))
+
+    def _assemble(self, parts: list[int | bytes]) -> array:
+        """The ids of a prompt from its parts; marks its pieces used."""
         ids = array(self.typecode)
-        for part in self._parts(prompt):
+        if self._adds_prefix(parts):
+            ids.extend(self.prefix)
+        for part in parts:
             if isinstance(part, int):
                 ids.append(part)
             else:
                 ids.extend(self._pieces[part])
+                self._used.add(part)
+        ids.extend(self.suffix)
         return ids
 
     def _head_is_prefix(self, parts: list[int | bytes]) -> bool:
@@ -220,6 +274,8 @@ class PromptEncoder:
         return tuple(head[:n]) == self.prefix
 
     def _last_id(self, parts: list[int | bytes]) -> int | None:
+        if self.suffix:
+            return self.suffix[-1]
         for part in reversed(parts):
             if isinstance(part, int):
                 return part
@@ -236,7 +292,8 @@ class PromptEncoder:
         counts = []
         for parts in self._parts_many(prompts):
             n = sum(1 if isinstance(p, int) else len(self._pieces[p]) for p in parts)
-            if self.prefix and not self._head_is_prefix(parts):
+            n += len(self.suffix)
+            if self._adds_prefix(parts):
                 n += len(self.prefix)
             if end_id is not None and self._last_id(parts) != end_id:
                 n += 1
@@ -250,33 +307,63 @@ class PromptEncoder:
             return self._whole(prompts, end_id)
         out = []
         for parts in self._parts_many(prompts):
-            ids = array(self.typecode)
-            if self.prefix and not self._head_is_prefix(parts):
-                ids.extend(self.prefix)
-            for part in parts:
-                if isinstance(part, int):
-                    ids.append(part)
-                else:
-                    ids.extend(self._pieces[part])
-                    self._used.add(part)
+            ids = self._assemble(parts)
             if end_id is not None and (not ids or ids[-1] != end_id):
                 ids.append(end_id)
             out.append(ids)
         return out
 
+    def keep(self, prompts: list[str]) -> None:
+        """Keep the pieces of `prompts` at the next `keep_only_used()` without assembling their
+        ids (prompts sent as text, e.g. as chat messages, whose counts later rounds extend)."""
+        if not self.piecewise:
+            return
+        for parts in self._parts_many(prompts):
+            self._used.update(p for p in parts if not isinstance(p, int))
+
     def keep_only_used(self) -> None:
-        """Forget every piece not in a prompt encoded since the last call (conversations that
-        ended, attempts the budget rejected): later rounds extend the prompts sent before."""
+        """Forget every piece not in a prompt encoded (or kept) since the last call
+        (conversations that ended, attempts the budget rejected): later rounds extend the
+        prompts sent before."""
         self._pieces = {k: v for k, v in self._pieces.items() if k in self._used}
         self._used = set()
 
     def _whole(self, prompts: list[str], end_id: int | None = None) -> list[array]:
-        encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+        specials = bool(self.add_special_tokens)
+        encoded = self.tokenizer(prompts, add_special_tokens=specials)["input_ids"] if prompts else []
         out = []
         for ids in encoded:
-            if self.prefix and tuple(ids[: len(self.prefix)]) != self.prefix:
+            if self.add_special_tokens is None and tuple(ids[: len(self.prefix)]) != self.prefix:
                 ids = list(self.prefix) + ids
             if end_id is not None and (not ids or ids[-1] != end_id):
                 ids = [*ids, end_id]
             out.append(array(self.typecode, ids))
         return out
+
+
+class StagedIds:
+    """The ids of prompts about to be sent, assembled on the budgeting thread (`stage`) and taken
+    by the thread that sends them (`take`). The same prompt staged twice (duplicate rows) is
+    taken twice."""
+
+    def __init__(self, encoder: PromptEncoder) -> None:
+        self.encoder = encoder
+        self._staged: dict[str, list] = {}  # prompt -> [its ids, times staged], until taken
+        self._lock = threading.Lock()
+
+    def stage(self, prompts: list[str]) -> None:
+        encoded = self.encoder.encode_many(prompts)
+        with self._lock:
+            for prompt, ids in zip(prompts, encoded, strict=True):
+                self._staged.setdefault(prompt, [ids, 0])[1] += 1
+
+    def take(self, prompt: str) -> array | None:
+        """The staged ids of `prompt`, None if it was not staged."""
+        with self._lock:
+            staged = self._staged.get(prompt)
+            if staged is None:
+                return None
+            staged[1] -= 1
+            if not staged[1]:
+                del self._staged[prompt]
+            return staged[0]
