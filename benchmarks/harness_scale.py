@@ -123,10 +123,9 @@ def child(out: str, argv: list[str]) -> int:
     """Runs `lm_eval argv` with the stages timed; writes the times to `out` (JSON)."""
     import atexit
 
+    import lm_eval.api.model as lm_model
     from lm_eval.__main__ import cli_evaluate
     from lm_eval.loggers.evaluation_tracker import EvaluationTracker
-
-    import lm_eval.api.model as lm_model
 
     import rgen_harness.chat.runner as runner
     import rgen_harness.tasks.deita as deita
@@ -187,10 +186,10 @@ def start_server(args, engine: str, engine_file: Path, log_file: Path):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return proc, port
-        except OSError:
+        except OSError as e:
             if time.time() > deadline:
                 proc.kill()
-                raise SystemExit(f"served_engine.py did not answer on port {port} in 60 s")
+                raise SystemExit(f"served_engine.py did not answer on port {port} in 60 s") from e
             time.sleep(0.2)
 
 

@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log", default=None)
     args = p.parse_args(argv)
     sim = args.engine == "sim"
-    gpu = Gpu(args.prefill_tps if sim else None, args.decode_tps if sim else None, args.reply_tokens)
+    gpu = Gpu(
+        args.prefill_tps if sim else None, args.decode_tps if sim else None, args.reply_tokens
+    )
     web.run_app(
         build_app(gpu, args.log), host="127.0.0.1", port=args.port, print=None, access_log=None
     )

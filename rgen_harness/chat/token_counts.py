@@ -329,8 +329,10 @@ class PromptEncoder:
         self._used = set()
 
     def _whole(self, prompts: list[str], end_id: int | None = None) -> list[array]:
+        if not prompts:
+            return []
         specials = bool(self.add_special_tokens)
-        encoded = self.tokenizer(prompts, add_special_tokens=specials)["input_ids"] if prompts else []
+        encoded = self.tokenizer(prompts, add_special_tokens=specials)["input_ids"]
         out = []
         for ids in encoded:
             if self.add_special_tokens is None and tuple(ids[: len(self.prefix)]) != self.prefix:
