@@ -10,8 +10,9 @@ trains a byte-level BPE tokenizer on it (`--vocab`, default 32,000: a real-size 
 tokenises slower than the 600-token test ones) with Qwen2's chat template, and runs the real
 `lm_eval` command once per model and engine. Prints wall time, the engine's time, the time added
 over it, the time from data loaded to the first engine call (request), time per stage (budget =
-rendering + counting, possibly overlapping the engine), the logged samples' size and the peak RSS
-of `lm_eval` (the server runs in a process of its own).
+rendering + counting, possibly overlapping the engine), the CPU seconds of `lm_eval` and of the
+server (on a shared machine wall time varies with the load, CPU time much less), the logged
+samples' size and the peak RSS of `lm_eval` (the server runs in a process of its own).
 
     python benchmarks/harness_scale.py [--n 6000] [--engines instant,sim] [--label after]
     python benchmarks/harness_scale.py --models lmdeploy,local-completions --n 2000
@@ -278,6 +279,8 @@ def run_one(args, model_name: str, engine: str, data: Path, model: Path, work: P
         "engine_s": engine_s,
         "added_s": wall - engine_s,
         "added_pct": 100 * (wall - engine_s) / engine_s if engine_s > 0.5 else float("nan"),
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "server_cpu_s": eng.get("cpu_s", float("nan")),
         "first_call_s": (first - loaded) if first and loaded else float("nan"),
         "calls": eng.get("calls"),
         "budget_s": stages.get("budget_s", float("nan")),
@@ -297,6 +300,8 @@ COLUMNS = [
     ("engine_s", "{:.1f}"),
     ("added_s", "{:.1f}"),
     ("added_pct", "{:.1f}"),
+    ("cpu_s", "{:.1f}"),
+    ("server_cpu_s", "{:.1f}"),
     ("first_call_s", "{:.1f}"),
     ("calls", "{}"),
     ("budget_s", "{:.1f}"),

@@ -14,7 +14,7 @@ body is never parsed (a real server parses it on its own CPUs, not the harness's
 tokens of a completions request are its ids, counted as the commas of its `prompt` array plus
 one; those of a chat or text request are estimated as a quarter of its body's bytes. With
 `--log`, writes there (JSON) at exit when it started, when the first and last requests came and
-went, how many it served and the GPU's busy seconds (`engine_s`).
+went, how many it served, the GPU's busy seconds (`engine_s`) and its own CPU seconds.
 
     python benchmarks/served_engine.py --port 8000 [--engine sim --prefill_tps 30000 ...]
 """
@@ -98,6 +98,10 @@ def build_app(gpu: Gpu, log: str | None):
         return await answer(request, chat=True)
 
     async def write_stats(app) -> None:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        gpu.stats["cpu_s"] = usage.ru_utime + usage.ru_stime
         if log:
             with open(log, "w", encoding="utf-8") as f:
                 json.dump(gpu.stats, f)

@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rgen_harness.chat.fast_template import FastChatTemplate
@@ -265,11 +267,14 @@ class ApiChatBackend:
         return int(value if value is not None else DEFAULT_MAX_GEN_TOKS)
 
     def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
-        payloads = [
-            self._payload(prompt, kwargs)
+        """One round's chunk as HTTP requests, `num_concurrent` at a time; each request's
+        payload is built when it is sent (a chunk's token ids as Python lists would take
+        ~36 bytes per id at once)."""
+        makers = [
+            functools.partial(self._payload, prompt, kwargs)
             for prompt, kwargs in zip(prompts, gen_kwargs, strict=True)
         ]
-        return asyncio.run(self._post_all(payloads))
+        return asyncio.run(self._post_all(makers))
 
     # -- requests -------------------------------------------------------------------------
     def _encode(self, text: str) -> list[int]:
@@ -305,7 +310,7 @@ class ApiChatBackend:
         until = [until] if isinstance(until, str) else list(until)
         return {**gen_kwargs, "until": until if eot in until else [*until, eot]}
 
-    async def _post_all(self, payloads: list[dict]) -> list[Generation]:
+    async def _post_all(self, payloads: list[Callable[[], dict]]) -> list[Generation]:
         from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
         concurrent = max(1, int(getattr(self.lm, "_concurrent", 1)))
@@ -315,7 +320,9 @@ class ApiChatBackend:
         async with ClientSession(connector=connector, timeout=timeout) as session:
             return list(await asyncio.gather(*(self._post(session, sem, p) for p in payloads)))
 
-    async def _post(self, session, sem: asyncio.Semaphore, payload: dict) -> Generation:
+    async def _post(
+        self, session, sem: asyncio.Semaphore, make_payload: Callable[[], dict]
+    ) -> Generation:
         """One request with lm-eval's retry policy; never raises for a request's own failure."""
         from urllib.parse import urlsplit
 
@@ -331,10 +338,13 @@ class ApiChatBackend:
         attempts = max(1, int(getattr(lm, "max_retries", 3)))
         timeout = float(getattr(lm, "timeout", 300))
         error = "no attempt made"
+        payload = None
         for attempt in range(1, attempts + 1):
             retryable = True
             asked = None
             async with sem:
+                if payload is None:
+                    payload = make_payload()
                 what = f"request to {url} (attempt {attempt} of {attempts})"
                 watch = asyncio.ensure_future(_announce(what, timeout))
                 try:
