@@ -64,6 +64,9 @@ ESTIMATE_TOKENS_PER_MESSAGE = 16
 ESTIMATE_TOKENS_PER_PROMPT = 16
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 ERROR_TEXT_LIMIT = 500
+# Stands for a prompt's token ids in a payload whose JSON text gets them joined in.
+_ID_MARKER = -918_273_645
+_JSON_TYPE = {"Content-Type": "application/json"}
 
 
 class ApiModelUnusable(RuntimeError):
@@ -197,7 +200,7 @@ class ApiChatBackend:
             specials = False if self.chat else bool(getattr(lm, "add_bos_token", False))
             self.encoder = PromptEncoder(self.tokenizer, add_special_tokens=specials)
             if not self.chat and lm.tokenized_requests:
-                self.staged = StagedIds(self.encoder)
+                self.staged = StagedIds(self.encoder, as_json=True)
         if self.chat and not _has_chat_template(self.tokenizer):
             log.warning(
                 "%s: no tokenizer with a chat template; prompt tokens are estimated from above "
@@ -282,12 +285,10 @@ class ApiChatBackend:
             text, add_special_tokens=bool(getattr(self.lm, "add_bos_token", False))
         ).input_ids
 
-    def _ids(self, prompt: str) -> list[int]:
-        """The token ids of a completions prompt: staged ones, else encoded here."""
-        ids = self.staged.take(prompt) if self.staged is not None else None
-        return ids.tolist() if ids is not None else self._encode(prompt)
-
-    def _payload(self, prompt: str, gen_kwargs: dict) -> dict:
+    def _payload(self, prompt: str, gen_kwargs: dict) -> dict | bytes:
+        """The request body: exactly what lm-eval sends (its `create_message` and
+        `_create_payload`); a staged completions prompt as the JSON text of that payload with
+        the ids' text joined in from their pieces (the same JSON, without converting each id)."""
         lm = self.lm
         kwargs = copy.deepcopy(dict(gen_kwargs))
         kwargs.setdefault("max_gen_toks", self.max_gen_toks(kwargs))
@@ -295,11 +296,33 @@ class ApiChatBackend:
             message = json.loads(prompt)
         else:
             kwargs = self._with_end_of_turn(kwargs)
-            single = self._ids(prompt) if lm.tokenized_requests else str(prompt)
-            message = lm.create_message([single])  # exactly what lm-eval sends
+            if lm.tokenized_requests:
+                parts = self.staged.take(prompt) if self.staged is not None else None
+                if parts is not None:
+                    return self._json_body(parts, kwargs)
+            single = self._encode(prompt) if lm.tokenized_requests else str(prompt)
+            message = lm.create_message([single])
         return lm._create_payload(
             message, generate=True, gen_kwargs=kwargs, seed=lm._seed, eos=lm.eos_string
         )
+
+    def _json_body(self, parts: list[str], gen_kwargs: dict) -> dict | bytes:
+        """The payload of token ids whose JSON text is `parts` (`PromptEncoder.json_parts_many`),
+        as the bytes `json.dumps` gives (aiohttp's `json=`)."""
+        lm = self.lm
+        ids_text = "[" + ", ".join(parts) + "]"
+        message = lm.create_message([[_ID_MARKER]])
+        payload = lm._create_payload(
+            message, generate=True, gen_kwargs=gen_kwargs, seed=lm._seed, eos=lm.eos_string
+        )
+        text = json.dumps(payload)
+        marker = f"[{_ID_MARKER}]"
+        if text.count(marker) != 1:  # a model class that reshapes the ids: the plain way
+            message = lm.create_message([json.loads(ids_text)])
+            return lm._create_payload(
+                message, generate=True, gen_kwargs=gen_kwargs, seed=lm._seed, eos=lm.eos_string
+            )
+        return text.replace(marker, ids_text).encode("utf-8")
 
     def _with_end_of_turn(self, gen_kwargs: dict) -> dict:
         """Stop at the template's end-of-turn token too (a completion server knows only EOS)."""
@@ -348,7 +371,11 @@ class ApiChatBackend:
                 what = f"request to {url} (attempt {attempt} of {attempts})"
                 watch = asyncio.ensure_future(_announce(what, timeout))
                 try:
-                    async with session.post(lm.base_url, json=payload, headers=lm.header) as r:
+                    if isinstance(payload, bytes):
+                        body = {"data": payload, "headers": {**lm.header, **_JSON_TYPE}}
+                    else:
+                        body = {"json": payload, "headers": lm.header}
+                    async with session.post(lm.base_url, **body) as r:
                         if r.ok:
                             outputs = await r.json(content_type=None)
                             return self._generation(outputs)

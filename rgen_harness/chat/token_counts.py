@@ -25,6 +25,10 @@ once (`encode_prompt`, the lmdeploy engine and the reward model), none, or every
 tokenizer's post-processor adds (`tokenizer.encode(text, add_special_tokens=True)`, what
 lm-eval's API models send with `add_bos_token`). `StagedIds` hands the assembled ids of the
 prompts about to be sent from the budgeting thread to the one that sends them.
+
+Ids that go out as JSON (a served model's completions request) are written as text once per
+piece too (`json_parts_many`): a request's `prompt` array is then a join of its pieces' texts,
+not a conversion of every id on every request (QR and both QCR rounds send the same history).
 """
 
 from __future__ import annotations
@@ -153,6 +157,8 @@ class PromptEncoder:
         self._prefix_always = bool(add_special_tokens)
         self.typecode = "H" if len(tokenizer) <= 1 << 16 else "I"
         self._pieces: dict[bytes, array] = {}
+        self._texts: dict[bytes, str] = {}  # a piece's ids as JSON text, once it was sent so
+        self._id_texts: list[str] | None = None
         self._used: set[bytes] = set()
         reason = reason or piecewise_reason(tokenizer)
         if reason is None:
@@ -313,6 +319,40 @@ class PromptEncoder:
             out.append(ids)
         return out
 
+    def json_parts_many(self, prompts: list[str]) -> list[list[str]]:
+        """The ids of `encode_many` as JSON text: `"[" + ", ".join(parts) + "]"` is
+        `json.dumps(list(ids))`. Each piece's text is made once and kept with its ids (until
+        `keep_only_used` forgets the piece); the pieces used are kept by the next call."""
+        if not self.piecewise:
+            return [[self._ids_text(ids)] if ids else [] for ids in self._whole(prompts)]
+        out = []
+        for parts in self._parts_many(prompts):
+            texts = [self._ids_text(self.prefix)] if self._adds_prefix(parts) else []
+            for part in parts:
+                if isinstance(part, int):
+                    texts.append(str(part))
+                    continue
+                self._used.add(part)
+                text = self._texts.get(part)
+                if text is None:
+                    text = self._texts[part] = self._ids_text(self._pieces[part])
+                if text:
+                    texts.append(text)
+            if self.suffix:
+                texts.append(self._ids_text(self.suffix))
+            out.append(texts)
+        return out
+
+    def _ids_text(self, ids) -> str:
+        """`json.dumps(list(ids))[1:-1]`, from a table of the vocabulary's ids as text."""
+        table = self._id_texts
+        if table is None:
+            table = self._id_texts = [str(i) for i in range(len(self.tokenizer))]
+        try:
+            return ", ".join(map(table.__getitem__, ids))
+        except IndexError:  # an id past len(tokenizer): a model's padded embedding
+            return ", ".join(map(str, ids))
+
     def keep(self, prompts: list[str]) -> None:
         """Keep the pieces of `prompts` at the next `keep_only_used()` without assembling their
         ids (prompts sent as text, e.g. as chat messages, whose counts later rounds extend)."""
@@ -326,6 +366,7 @@ class PromptEncoder:
         (conversations that ended, attempts the budget rejected): later rounds extend the
         prompts sent before."""
         self._pieces = {k: v for k, v in self._pieces.items() if k in self._used}
+        self._texts = {k: v for k, v in self._texts.items() if k in self._used}
         self._used = set()
 
     def _whole(self, prompts: list[str], end_id: int | None = None) -> list[array]:
@@ -345,21 +386,26 @@ class PromptEncoder:
 
 class StagedIds:
     """The ids of prompts about to be sent, assembled on the budgeting thread (`stage`) and taken
-    by the thread that sends them (`take`). The same prompt staged twice (duplicate rows) is
-    taken twice."""
+    by the thread that sends them (`take`): arrays (`encode_many`), or with `as_json` the JSON
+    text parts of `json_parts_many`. The same prompt staged twice (duplicate rows) is taken
+    twice."""
 
-    def __init__(self, encoder: PromptEncoder) -> None:
+    def __init__(self, encoder: PromptEncoder, *, as_json: bool = False) -> None:
         self.encoder = encoder
+        self.as_json = as_json
         self._staged: dict[str, list] = {}  # prompt -> [its ids, times staged], until taken
         self._lock = threading.Lock()
 
     def stage(self, prompts: list[str]) -> None:
-        encoded = self.encoder.encode_many(prompts)
+        if self.as_json:
+            encoded = self.encoder.json_parts_many(prompts)
+        else:
+            encoded = self.encoder.encode_many(prompts)
         with self._lock:
             for prompt, ids in zip(prompts, encoded, strict=True):
                 self._staged.setdefault(prompt, [ids, 0])[1] += 1
 
-    def take(self, prompt: str) -> array | None:
+    def take(self, prompt: str) -> array | list[str] | None:
         """The staged ids of `prompt`, None if it was not staged."""
         with self._lock:
             staged = self._staged.get(prompt)

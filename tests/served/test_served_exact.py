@@ -94,10 +94,15 @@ class ReferenceBackend:
 
 
 SENT: list[dict] = []
+AS_TEXT: list[int] = []  # bodies sent as JSON text with the ids joined in
 
 
-def answer(payload: dict) -> Generation:
+def answer(payload: dict | bytes) -> Generation:
     """A reply that depends on the whole request (another request, another next round)."""
+    if isinstance(payload, bytes):  # a body sent as JSON text: the same JSON as the dict's
+        assert payload.decode() == json.dumps(json.loads(payload))
+        payload = json.loads(payload)
+        AS_TEXT.append(1)
     SENT.append(payload)
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).digest()
     words = [WORDS[b % len(WORDS)] for b in digest[: 2 + digest[0] % 12]]
@@ -179,8 +184,11 @@ def test_served_rounds_equal_the_reference(family_dir, mode, monkeypatch):
         backend = AnsweredInProcess(lm)
         assert backend.encoder.piecewise  # the fast path is what is compared
         SENT.clear()
+        AS_TEXT.clear()
         got = [ChatResult.from_json(r.to_json()) for r in run_rounds(reqs, backend)]
         got_sent = list(SENT)
+        # token ids go out as text joined from their pieces
+        assert len(AS_TEXT) == (len(SENT) if lm.tokenized_requests else 0)
         SENT.clear()
         want = run_rounds(reqs, ReferenceBackend(lm))
         assert [r.to_json() for r in got] == [r.to_json() for r in want]
