@@ -333,7 +333,7 @@ class ApiChatBackend:
         until = [until] if isinstance(until, str) else list(until)
         return {**gen_kwargs, "until": until if eot in until else [*until, eot]}
 
-    async def _post_all(self, payloads: list[Callable[[], dict]]) -> list[Generation]:
+    async def _post_all(self, payloads: list[Callable[[], dict | bytes]]) -> list[Generation]:
         from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
         concurrent = max(1, int(getattr(self.lm, "_concurrent", 1)))
@@ -344,7 +344,7 @@ class ApiChatBackend:
             return list(await asyncio.gather(*(self._post(session, sem, p) for p in payloads)))
 
     async def _post(
-        self, session, sem: asyncio.Semaphore, make_payload: Callable[[], dict]
+        self, session, sem: asyncio.Semaphore, make_payload: Callable[[], dict | bytes]
     ) -> Generation:
         """One request with lm-eval's retry policy; never raises for a request's own failure."""
         from urllib.parse import urlsplit
