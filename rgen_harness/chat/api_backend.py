@@ -14,6 +14,12 @@ backend instead:
 - **context budget**: `max_length` from `--model_args` (required: the server's context length);
   prompt tokens are counted with the tokenizer when one is given (exactly, with its chat template),
   otherwise estimated from above (`estimate_tokens`);
+- **tokenised once**: as on the lmdeploy path (`rgen_harness.models.engine_chat`), counting goes
+  through one `PromptEncoder` (each piece of text between special tokens tokenised once, reused
+  by every budget attempt and by QR and both QCR rounds), the token ids a completions request
+  sends are assembled from those pieces (`stage`), and a round goes out in chunks while the next
+  chunk is budgeted (`concurrent_generate`). Chat requests are counted on the text the chat
+  template renders from their messages (`apply_chat_template(..., tokenize=True)`'s count);
 - **failures**: a request that still fails after lm-eval's `max_retries` attempts (or that the
   server rejects as invalid, 4xx, which a retry cannot fix) is a failed conversation carrying the
   server's message; the run goes on;
@@ -33,11 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from rgen_harness.chat.fast_template import FastChatTemplate
 from rgen_harness.chat.generation import DEFAULT_MAX_GEN_TOKS, Generation
 from rgen_harness.chat.protocol import Message
 from rgen_harness.chat.special_text import SpecialText, encode_marked, has_marks
@@ -56,6 +65,9 @@ ESTIMATE_TOKENS_PER_MESSAGE = 16
 ESTIMATE_TOKENS_PER_PROMPT = 16
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 ERROR_TEXT_LIMIT = 500
+# Stands for a prompt's token ids in a payload whose JSON text gets them joined in.
+_ID_MARKER = -918_273_645
+_JSON_TYPE = {"Content-Type": "application/json"}
 
 
 class ApiModelUnusable(RuntimeError):
@@ -134,8 +146,20 @@ async def _announce(what: str, timeout: float) -> None:
         )
 
 
+class _ChatPrompt(str):
+    """A chat request's messages as JSON (what is logged, hashed and sent), carrying the text
+    the chat template renders from them (what is counted) until the prompt is staged."""
+
+    templated: str | None
+
+
 class ApiChatBackend:
-    """The ChatBackend of an lm-eval `TemplateAPI` model."""
+    """The ChatBackend of an lm-eval `TemplateAPI` model.
+
+    Rendering, counting and staging run on the budgeting thread; `generate` (the HTTP requests)
+    on the runner's worker thread, while the next chunk is budgeted."""
+
+    concurrent_generate = True
 
     def __init__(self, lm) -> None:
         self.lm = lm
@@ -170,6 +194,18 @@ class ApiChatBackend:
         )
         # lm-eval keeps one token for generation: max_length - 1.
         self.max_length = int(lm.max_length)
+        self.template: FastChatTemplate | None = None
+        self.encoder = None
+        self.staged = None
+        if _has_chat_template(self.tokenizer):
+            from rgen_harness.chat.token_counts import PromptEncoder, StagedIds
+
+            self.template = FastChatTemplate.build(self.tokenizer)
+            # chat: what apply_chat_template(tokenize=True) counts; completions: what is sent
+            specials = False if self.chat else bool(getattr(lm, "add_bos_token", False))
+            self.encoder = PromptEncoder(self.tokenizer, add_special_tokens=specials)
+            if not self.chat and lm.tokenized_requests:
+                self.staged = StagedIds(self.encoder, as_json=True)
         if self.chat and not _has_chat_template(self.tokenizer):
             log.warning(
                 "%s: no tokenizer with a chat template; prompt tokens are estimated from above "
@@ -182,35 +218,71 @@ class ApiChatBackend:
 
     # -- ChatBackend ----------------------------------------------------------------------
     def render(self, messages: list[Message]) -> str:
-        if self.chat:
-            return json.dumps(messages, ensure_ascii=False)
+        if not self.chat:
+            return self._apply_template(messages)
+        prompt = _ChatPrompt(json.dumps(messages, ensure_ascii=False))
+        prompt.templated = self._apply_template(messages) if self.encoder is not None else None
+        return prompt
+
+    def _apply_template(self, messages: list[Message]) -> str:
+        """`apply_chat_template(messages, tokenize=False, add_generation_prompt=True)`; plain
+        messages through the compiled template (the same text, see `FastChatTemplate`)."""
+        if self.template is not None and self.template.takes(messages):
+            return self.template.render(messages)
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
 
+    def _templated(self, prompt: str) -> str:
+        """The template's text of a chat prompt (rendered again if it was not made here)."""
+        text = getattr(prompt, "templated", None)
+        return text if text is not None else self._apply_template(json.loads(prompt))
+
     def count_tokens(self, prompt: str) -> int:
-        if not self.chat:
-            return len(self._encode(prompt))
-        messages = json.loads(prompt)
-        if _has_chat_template(self.tokenizer):
-            ids = self.tokenizer.apply_chat_template(
-                messages, tokenize=True, add_generation_prompt=True
-            )
-            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-                ids = ids["input_ids"]
-            return len(ids)
-        return estimate_tokens(messages)
+        return self.count_many([prompt])[0]
+
+    def count_many(self, prompts: list[str]) -> list[int]:
+        """Prompt tokens of each prompt, new pieces tokenised in one batch."""
+        if self.encoder is None:
+            return [estimate_tokens(json.loads(p)) for p in prompts]
+        if self.chat:
+            return self.encoder.count_many([self._templated(p) for p in prompts])
+        return self.encoder.count_many(prompts)
+
+    def stage(self, prompts: list[str]) -> None:
+        """The prompts about to be sent: assemble their ids (completions with token ids), or
+        keep their pieces for the next rounds (chat, text completions)."""
+        if self.encoder is None:
+            return
+        if self.staged is not None:
+            self.staged.stage(prompts)
+            return
+        if self.chat:
+            texts = [self._templated(p) for p in prompts]
+            for p in prompts:
+                if isinstance(p, _ChatPrompt):
+                    p.templated = None  # counted and kept: the JSON is what is sent
+            prompts = texts
+        self.encoder.keep(prompts)
+
+    def round_done(self) -> None:
+        """Every prompt of the round is staged: keep only the pieces later rounds extend."""
+        if self.encoder is not None:
+            self.encoder.keep_only_used()
 
     def max_gen_toks(self, gen_kwargs: dict) -> int:
         value = gen_kwargs.get("max_gen_toks", getattr(self.lm, "_max_gen_toks", None))
         return int(value if value is not None else DEFAULT_MAX_GEN_TOKS)
 
     def generate(self, prompts: list[str], gen_kwargs: list[dict]) -> list[Generation]:
-        payloads = [
-            self._payload(prompt, kwargs)
+        """One round's chunk as HTTP requests, `num_concurrent` at a time; each request's
+        payload is built when it is sent (a chunk's token ids as Python lists would take
+        ~36 bytes per id at once)."""
+        makers = [
+            functools.partial(self._payload, prompt, kwargs)
             for prompt, kwargs in zip(prompts, gen_kwargs, strict=True)
         ]
-        return asyncio.run(self._post_all(payloads))
+        return asyncio.run(self._post_all(makers))
 
     # -- requests -------------------------------------------------------------------------
     def _encode(self, text: str) -> list[int]:
@@ -222,7 +294,10 @@ class ApiChatBackend:
             text, add_special_tokens=bool(getattr(self.lm, "add_bos_token", False))
         ).input_ids
 
-    def _payload(self, prompt: str, gen_kwargs: dict) -> dict:
+    def _payload(self, prompt: str, gen_kwargs: dict) -> dict | bytes:
+        """The request body: exactly what lm-eval sends (its `create_message` and
+        `_create_payload`); a staged completions prompt as the JSON text of that payload with
+        the ids' text joined in from their pieces (the same JSON, without converting each id)."""
         lm = self.lm
         kwargs = copy.deepcopy(dict(gen_kwargs))
         kwargs.setdefault("max_gen_toks", self.max_gen_toks(kwargs))
@@ -230,11 +305,33 @@ class ApiChatBackend:
             message = json.loads(prompt)
         else:
             kwargs = self._with_end_of_turn(kwargs)
-            single = self._encode(prompt) if lm.tokenized_requests else prompt
-            message = lm.create_message([single])  # exactly what lm-eval sends
+            if lm.tokenized_requests:
+                parts = self.staged.take(prompt) if self.staged is not None else None
+                if parts is not None:
+                    return self._json_body(parts, kwargs)
+            single = self._encode(prompt) if lm.tokenized_requests else str(prompt)
+            message = lm.create_message([single])
         return lm._create_payload(
             message, generate=True, gen_kwargs=kwargs, seed=lm._seed, eos=lm.eos_string
         )
+
+    def _json_body(self, parts: list[str], gen_kwargs: dict) -> dict | bytes:
+        """The payload of token ids whose JSON text is `parts` (`PromptEncoder.json_parts_many`),
+        as the bytes `json.dumps` gives (aiohttp's `json=`)."""
+        lm = self.lm
+        ids_text = "[" + ", ".join(parts) + "]"
+        message = lm.create_message([[_ID_MARKER]])
+        payload = lm._create_payload(
+            message, generate=True, gen_kwargs=gen_kwargs, seed=lm._seed, eos=lm.eos_string
+        )
+        text = json.dumps(payload)
+        marker = f"[{_ID_MARKER}]"
+        if text.count(marker) != 1:  # a model class that reshapes the ids: the plain way
+            message = lm.create_message([json.loads(ids_text)])
+            return lm._create_payload(
+                message, generate=True, gen_kwargs=gen_kwargs, seed=lm._seed, eos=lm.eos_string
+            )
+        return text.replace(marker, ids_text).encode("utf-8")
 
     def _with_end_of_turn(self, gen_kwargs: dict) -> dict:
         """Stop at the template's end-of-turn token too (a completion server knows only EOS)."""
@@ -245,7 +342,7 @@ class ApiChatBackend:
         until = [until] if isinstance(until, str) else list(until)
         return {**gen_kwargs, "until": until if eot in until else [*until, eot]}
 
-    async def _post_all(self, payloads: list[dict]) -> list[Generation]:
+    async def _post_all(self, payloads: list[Callable[[], dict | bytes]]) -> list[Generation]:
         from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
         concurrent = max(1, int(getattr(self.lm, "_concurrent", 1)))
@@ -255,7 +352,9 @@ class ApiChatBackend:
         async with ClientSession(connector=connector, timeout=timeout) as session:
             return list(await asyncio.gather(*(self._post(session, sem, p) for p in payloads)))
 
-    async def _post(self, session, sem: asyncio.Semaphore, payload: dict) -> Generation:
+    async def _post(
+        self, session, sem: asyncio.Semaphore, make_payload: Callable[[], dict | bytes]
+    ) -> Generation:
         """One request with lm-eval's retry policy; never raises for a request's own failure."""
         from urllib.parse import urlsplit
 
@@ -271,14 +370,21 @@ class ApiChatBackend:
         attempts = max(1, int(getattr(lm, "max_retries", 3)))
         timeout = float(getattr(lm, "timeout", 300))
         error = "no attempt made"
+        payload = None
         for attempt in range(1, attempts + 1):
             retryable = True
             asked = None
             async with sem:
+                if payload is None:
+                    payload = make_payload()
                 what = f"request to {url} (attempt {attempt} of {attempts})"
                 watch = asyncio.ensure_future(_announce(what, timeout))
                 try:
-                    async with session.post(lm.base_url, json=payload, headers=lm.header) as r:
+                    if isinstance(payload, bytes):
+                        body = {"data": payload, "headers": {**lm.header, **_JSON_TYPE}}
+                    else:
+                        body = {"json": payload, "headers": lm.header}
+                    async with session.post(lm.base_url, **body) as r:
                         if r.ok:
                             outputs = await r.json(content_type=None)
                             return self._generation(outputs)
@@ -317,8 +423,10 @@ class ApiChatBackend:
         reply_tokens = usage.get("completion_tokens")
         if reply_tokens is None and self.tokenizer is not None:
             reply_tokens = len(self.tokenizer(texts[0], add_special_tokens=False).input_ids)
+        from rgen_harness.chat.reply_text import clean_text
+
         return Generation(
-            text=texts[0],
+            text=clean_text(texts[0]),  # the servers stop at `stop`; the trailing-byte rule
             finish_reason=choice.get("finish_reason"),
             tokens=int(reply_tokens) if reply_tokens is not None else None,
             prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,

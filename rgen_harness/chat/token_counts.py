@@ -23,6 +23,16 @@ are ordinary text in the ids.
 
 Ids are kept as `array` (2 or 4 bytes per id instead of a Python int object each) under a
 16-byte digest of the piece, so a deita-6k run holds its pieces' ids, not their text twice.
+
+Which special tokens the ids get follows the caller (`add_special_tokens`): the prefix exactly
+once (`encode_prompt`, the lmdeploy engine and the reward model), none, or every token the
+tokenizer's post-processor adds (`tokenizer.encode(text, add_special_tokens=True)`, what
+lm-eval's API models send with `add_bos_token`). `StagedIds` hands the assembled ids of the
+prompts about to be sent from the budgeting thread to the one that sends them.
+
+Ids that go out as JSON (a served model's completions request) are written as text once per
+piece too (`json_parts_many`): a request's `prompt` array is then a join of its pieces' texts,
+not a conversion of every id on every request (QR and both QCR rounds send the same history).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import json
 import logging
 import os
 import re
+import threading
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -79,6 +90,20 @@ def piecewise_reason(tokenizer) -> str | None:
     return None
 
 
+def added_special_ids(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ids `tokenizer.encode(text, add_special_tokens=True)` puts before and after the text's
+    own (`<s>` ... `</s>`; nothing for Qwen2)."""
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    full = tokenizer.encode("a", add_special_tokens=True)
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return tuple(full[:start]), tuple(full[start + len(plain) :])
+    raise ValueError(
+        f"tokenizer {type(tokenizer).__name__} encodes 'a' as {plain} without special tokens "
+        f"and as {full} with them (not around {plain})"
+    )
+
+
 def encode_workers() -> int:
     """Threads that encode pieces (the CPUs this process may use, at most 8)."""
     try:
@@ -113,15 +138,34 @@ def _batches(todo: dict[bytes, str]) -> Iterator[dict[bytes, str]]:
 
 
 class PromptEncoder:
-    """`encode_prompt` for many prompts, every piece between added tokens encoded once."""
+    """`encode_prompt` for many prompts, every piece between added tokens encoded once.
 
-    def __init__(self, tokenizer) -> None:
+    `add_special_tokens`: None (default) gives `encode_prompt(tokenizer, p)`: the tokenizer's
+    prefix exactly once, whether the template wrote it or not; False and True give
+    `tokenizer.encode(p, add_special_tokens=...)`: no special tokens added, or every one the
+    tokenizer adds (its prefix and suffix, even where the prompt holds them already)."""
+
+    def __init__(self, tokenizer, *, add_special_tokens: bool | None = None) -> None:
         self.tokenizer = tokenizer
-        self.prefix = tuple(template_tokens(tokenizer).prefix_ids)
+        self.add_special_tokens = add_special_tokens
+        self.prefix: tuple[int, ...] = ()
+        self.suffix: tuple[int, ...] = ()
+        reason = None
+        if add_special_tokens is None:
+            self.prefix = tuple(template_tokens(tokenizer).prefix_ids)
+        elif add_special_tokens:
+            try:
+                self.prefix, self.suffix = added_special_ids(tokenizer)
+            except ValueError as e:
+                reason = str(e)
+        # the prefix goes in front of every prompt, or only of those that lack it
+        self._prefix_always = bool(add_special_tokens)
         self.typecode = "H" if len(tokenizer) <= 1 << 16 else "I"
         self._pieces: dict[bytes, array] = {}
+        self._texts: dict[bytes, str] = {}  # a piece's ids as JSON text, once it was sent so
+        self._id_texts: list[str] | None = None
         self._used: set[bytes] = set()
-        reason = piecewise_reason(tokenizer)
+        reason = reason or piecewise_reason(tokenizer)
         if reason is None:
             added = {t.content: i for i, t in tokenizer.added_tokens_decoder.items()}
             self._added = added
@@ -140,10 +184,18 @@ class PromptEncoder:
     def _probe_mismatch(self) -> str | None:
         specials = sorted(self._added) or [""]
         text = _PROBE.format(specials[0], specials[-1]) + "".join(specials)
-        whole = self.tokenizer.encode(text, add_special_tokens=False)
-        mine = list(self._piecewise_ids(text))
+        mine = list(self._assemble(self._parts(text)))
         self._pieces.clear()
-        return None if whole == mine else "piecewise encoding differs on a probe text"
+        self._used.clear()
+        return None if self._reference(text) == mine else "piecewise encoding differs on a probe"
+
+    def _reference(self, text: str) -> list[int]:
+        """The ids this encoder must give for `text`, from the tokenizer itself."""
+        if self.add_special_tokens is None:
+            from rgen_harness.chat.special_tokens import encode_prompt
+
+            return encode_prompt(self.tokenizer, text)
+        return self.tokenizer.encode(text, add_special_tokens=self.add_special_tokens)
 
     # -- pieces -----------------------------------------------------------------------------
     @staticmethod
@@ -220,13 +272,21 @@ class PromptEncoder:
         for key, enc in zip(batch, encoded, strict=True):
             self._pieces[key] = array(self.typecode, enc.ids)
 
-    def _piecewise_ids(self, prompt: str) -> array:
+    def _adds_prefix(self, parts: list[int | bytes]) -> bool:
+        return bool(self.prefix) and (self._prefix_always or not self._head_is_prefix(parts))
+
+    def _assemble(self, parts: list[int | bytes]) -> array:
+        """The ids of a prompt from its parts; marks its pieces used."""
         ids = array(self.typecode)
-        for part in self._parts(prompt):
+        if self._adds_prefix(parts):
+            ids.extend(self.prefix)
+        for part in parts:
             if isinstance(part, int):
                 ids.append(part)
             else:
                 ids.extend(self._pieces[part])
+                self._used.add(part)
+        ids.extend(self.suffix)
         return ids
 
     def _head_is_prefix(self, parts: list[int | bytes]) -> bool:
@@ -242,6 +302,8 @@ class PromptEncoder:
         return tuple(head[:n]) == self.prefix
 
     def _last_id(self, parts: list[int | bytes]) -> int | None:
+        if self.suffix:
+            return self.suffix[-1]
         for part in reversed(parts):
             if isinstance(part, int):
                 return part
@@ -258,7 +320,8 @@ class PromptEncoder:
         counts = []
         for parts in self._parts_many(prompts):
             n = sum(1 if isinstance(p, int) else len(self._pieces[p]) for p in parts)
-            if self.prefix and not self._head_is_prefix(parts):
+            n += len(self.suffix)
+            if self._adds_prefix(parts):
                 n += len(self.prefix)
             if end_id is not None and self._last_id(parts) != end_id:
                 n += 1
@@ -272,36 +335,113 @@ class PromptEncoder:
             return self._whole(prompts, end_id)
         out = []
         for parts in self._parts_many(prompts):
-            ids = array(self.typecode)
-            if self.prefix and not self._head_is_prefix(parts):
-                ids.extend(self.prefix)
-            for part in parts:
-                if isinstance(part, int):
-                    ids.append(part)
-                else:
-                    ids.extend(self._pieces[part])
-                    self._used.add(part)
+            ids = self._assemble(parts)
             if end_id is not None and (not ids or ids[-1] != end_id):
                 ids.append(end_id)
             out.append(ids)
         return out
 
+    def json_parts_many(self, prompts: list[str]) -> list[list[str]]:
+        """The ids of `encode_many` as JSON text: `"[" + ", ".join(parts) + "]"` is
+        `json.dumps(list(ids))`. Each piece's text is made once and kept with its ids (until
+        `keep_only_used` forgets the piece); the pieces used are kept by the next call."""
+        if not self.piecewise:
+            return [[self._ids_text(ids)] if ids else [] for ids in self._whole(prompts)]
+        out = []
+        for parts in self._parts_many(prompts):
+            texts = [self._ids_text(self.prefix)] if self._adds_prefix(parts) else []
+            for part in parts:
+                if isinstance(part, int):
+                    texts.append(str(part))
+                    continue
+                self._used.add(part)
+                text = self._texts.get(part)
+                if text is None:
+                    text = self._texts[part] = self._ids_text(self._pieces[part])
+                if text:
+                    texts.append(text)
+            if self.suffix:
+                texts.append(self._ids_text(self.suffix))
+            out.append(texts)
+        return out
+
+    def _ids_text(self, ids) -> str:
+        """`json.dumps(list(ids))[1:-1]`, from a table of the vocabulary's ids as text."""
+        table = self._id_texts
+        if table is None:
+            table = self._id_texts = [str(i) for i in range(len(self.tokenizer))]
+        try:
+            return ", ".join(map(table.__getitem__, ids))
+        except IndexError:  # an id past len(tokenizer): a model's padded embedding
+            return ", ".join(map(str, ids))
+
+    def keep(self, prompts: list[str]) -> None:
+        """Keep the pieces of `prompts` at the next `keep_only_used()` without assembling their
+        ids (prompts sent as text, e.g. as chat messages, whose counts later rounds extend)."""
+        if not self.piecewise:
+            return
+        for parts in self._parts_many(prompts):
+            self._used.update(p for p in parts if not isinstance(p, int))
+
     def keep_only_used(self) -> None:
-        """Forget every piece not in a prompt encoded since the last call (conversations that
-        ended, attempts the budget rejected): later rounds extend the prompts sent before."""
+        """Forget every piece not in a prompt encoded (or kept) since the last call
+        (conversations that ended, attempts the budget rejected): later rounds extend the
+        prompts sent before."""
         self._pieces = {k: v for k, v in self._pieces.items() if k in self._used}
+        self._texts = {k: v for k, v in self._texts.items() if k in self._used}
         self._used = set()
 
     def _whole(self, prompts: list[str], end_id: int | None = None) -> list[array]:
+        if not prompts:
+            return []
+        specials = bool(self.add_special_tokens)
         plain = [p for p in prompts if MARK not in p]
-        encoded = self.tokenizer(plain, add_special_tokens=False)["input_ids"] if plain else []
+        encoded = self.tokenizer(plain, add_special_tokens=specials)["input_ids"] if plain else []
         encoded.reverse()
         out = []
         for prompt in prompts:
-            ids = encoded.pop() if MARK not in prompt else encode_marked(self.tokenizer, prompt)
-            if self.prefix and tuple(ids[: len(self.prefix)]) != self.prefix:
+            if MARK not in prompt:
+                ids = encoded.pop()
+            else:  # special-token strings of the contents encoded as text (chat.special_text)
+                ids = encode_marked(self.tokenizer, prompt)
+                if specials:
+                    ids = self.tokenizer.build_inputs_with_special_tokens(ids)
+            if self.add_special_tokens is None and tuple(ids[: len(self.prefix)]) != self.prefix:
                 ids = list(self.prefix) + ids
             if end_id is not None and (not ids or ids[-1] != end_id):
                 ids = [*ids, end_id]
             out.append(array(self.typecode, ids))
         return out
+
+
+class StagedIds:
+    """The ids of prompts about to be sent, assembled on the budgeting thread (`stage`) and taken
+    by the thread that sends them (`take`): arrays (`encode_many`), or with `as_json` the JSON
+    text parts of `json_parts_many`. The same prompt staged twice (duplicate rows) is taken
+    twice."""
+
+    def __init__(self, encoder: PromptEncoder, *, as_json: bool = False) -> None:
+        self.encoder = encoder
+        self.as_json = as_json
+        self._staged: dict[str, list] = {}  # prompt -> [its ids, times staged], until taken
+        self._lock = threading.Lock()
+
+    def stage(self, prompts: list[str]) -> None:
+        if self.as_json:
+            encoded = self.encoder.json_parts_many(prompts)
+        else:
+            encoded = self.encoder.encode_many(prompts)
+        with self._lock:
+            for prompt, ids in zip(prompts, encoded, strict=True):
+                self._staged.setdefault(prompt, [ids, 0])[1] += 1
+
+    def take(self, prompt: str) -> array | list[str] | None:
+        """The staged ids of `prompt`, None if it was not staged."""
+        with self._lock:
+            staged = self._staged.get(prompt)
+            if staged is None:
+                return None
+            staged[1] -= 1
+            if not staged[1]:
+                del self._staged[prompt]
+            return staged[0]

@@ -73,7 +73,7 @@ def backend(url, *, timeout=30, retries=2):
 
 
 def post(b):
-    return asyncio.run(b._post_all([{"messages": [{"role": "user", "content": "hi"}]}]))[0]
+    return asyncio.run(b._post_all([lambda: {"messages": [{"role": "user", "content": "hi"}]}]))[0]
 
 
 OK = (200, {}, json.dumps({"choices": [{"message": {"content": "hello"}}]}), 0)
