@@ -19,18 +19,15 @@ budget).
 from __future__ import annotations
 
 import math
-from copy import deepcopy
 from typing import Any
 
-from lm_eval.api.instance import Instance
-from lm_eval.api.task import ConfigurableTask
-
-from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
+from rgen_harness.chat.protocol import ChatRequest, ChatResult
 from rgen_harness.data.charactereval import PATH_KEY
 from rgen_harness.metrics import reply_stats
 from rgen_harness.metrics.charrm import aggregate as agg
 from rgen_harness.metrics.charrm.render import first_line
 from rgen_harness.run_mode import predict_only
+from rgen_harness.tasks.zero_shot import ZeroShotChatTask, task_config, with_system_instruction
 
 reply_stats.register()
 
@@ -84,10 +81,11 @@ def read_scorers(metadata: dict[str, Any], *, task: str = "charactereval") -> bo
     return bool(names)
 
 
-class CharacterEvalTask(ConfigurableTask):
+class CharacterEvalTask(ZeroShotChatTask):
+    CONTEXT = "the dialogue"
+
     def __init__(self, config: dict | None = None, **kwargs) -> None:
-        config = dict(config or {})
-        config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
+        config = task_config(config)
         metadata = dict(config.get("metadata") or {})
         check_keys(metadata, task=str(config.get("task")))
         scoring = read_scorers(metadata, task=str(config.get("task")))
@@ -112,13 +110,9 @@ class CharacterEvalTask(ConfigurableTask):
         if self._scorer is not None:
             table.update(SCORE_COUNTS)
             table.update({agg.metric_key(m): ("mean", True) for m in agg.METRIC_NAMES})
-        self._metric_fn_list, self._metric_fn_kwargs = {}, {}
-        self._aggregation_list, self._higher_is_better = {}, {}
+        self._clear_metrics()
         for name, (aggregation, higher) in table.items():
-            self._metric_fn_list[name] = reply_stats.passthrough
-            self._metric_fn_kwargs[name] = {}
-            self._aggregation_list[name] = get_aggregation(aggregation)
-            self._higher_is_better[name] = higher
+            self._set_metric(name, reply_stats.passthrough, get_aggregation(aggregation), higher)
         if self._scorer is not None:
             for name in agg.SUMMARY_NAMES:
                 # `<name>_stderr`: lm-eval has no stderr for an aggregation of its own making,
@@ -128,10 +122,7 @@ class CharacterEvalTask(ConfigurableTask):
                     (name, agg.aggregation(name), True),
                     (agg.stderr_name(name), agg.stderr_aggregation(name), False),
                 ):
-                    self._metric_fn_list[metric] = reply_stats.passthrough
-                    self._metric_fn_kwargs[metric] = {}
-                    self._aggregation_list[metric] = fn
-                    self._higher_is_better[metric] = higher
+                    self._set_metric(metric, reply_stats.passthrough, fn, higher)
 
     def override_metric(self, metric_name: str) -> None:
         """`--predict_only`: generate and log, score nothing (no model loads)."""
@@ -140,60 +131,25 @@ class CharacterEvalTask(ConfigurableTask):
         self._scorer = None
         self._set_metrics()
 
-    # -- what a doc looks like to lm-eval -------------------------------------------------
-    def doc_to_text(self, doc, doc_to_text=None) -> str:
-        return doc["messages"][-1]["content"] if doc["messages"] else ""
-
-    def doc_to_target(self, doc, doc_to_target=None) -> str:
-        return ""
-
-    def fewshot_context(
-        self,
-        doc,
-        num_fewshot,
-        system_instruction=None,
-        apply_chat_template=False,
-        fewshot_as_multiturn=False,
-        chat_template=None,
-        gen_prefix=None,
-    ) -> ChatRequest:
-        if num_fewshot:
-            raise ValueError(
-                f"{self.config.task} is zero-shot (the dialogue is the context); got "
-                f"num_fewshot={num_fewshot}. Drop --num_fewshot."
-            )
-        messages = [dict(m) for m in doc["messages"]]
-        if system_instruction and not doc["problem"]:
-            messages.insert(0, {"role": "system", "content": system_instruction})
+    def chat_request(self, doc: dict, system_instruction: str | None) -> ChatRequest:
+        if doc["problem"]:
+            system_instruction = None
         return ChatRequest.build(
             doc_id=doc["id"],
-            messages=messages,
+            # The dialogue starts with a user turn (rgen_harness.data.charactereval): the
+            # instruction is a system turn before it.
+            messages=with_system_instruction(doc["messages"], system_instruction),
             rounds=[[]],
             skip_reason=doc["problem"] or None,
             log_prompts=False,  # the dialogue is in `doc`: rounds record prompt hashes
         )
 
-    def construct_requests(self, doc, ctx, **kwargs) -> Instance:
-        kwargs.pop("apply_chat_template", None)
-        kwargs.pop("chat_template", None)
-        return Instance(
-            request_type=REQUEST_TYPE,
-            doc=doc,
-            arguments=(ctx, deepcopy(self.config.generation_kwargs)),
-            idx=0,
-            **kwargs,
-        )
-
     def apply_filters(self):
         """lm-eval's filters, then every assigned (example, metric) pair scored at once."""
         super().apply_filters()
-        if self._scorer is None or not self._instances:
-            return self._instances
-        for key in self._instances[0].filtered_resps:
-            results = [ChatResult.from_json(i.filtered_resps[key]) for i in self._instances]
-            score_results(self._scorer, [i.doc for i in self._instances], results)
-            for inst, result in zip(self._instances, results, strict=True):
-                inst.filtered_resps[key] = result.to_json()
+        if self._scorer is not None:
+            docs = [i.doc for i in self._instances]
+            self._update_results(lambda results: score_results(self._scorer, docs, results))
         return self._instances
 
     def process_results(self, doc, results) -> dict[str, Any]:

@@ -11,30 +11,27 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from copy import deepcopy
 from functools import partial
 from typing import ClassVar
 
-from lm_eval.api.instance import Instance
-from lm_eval.api.task import ConfigurableTask
-
-from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
+from rgen_harness.chat.protocol import ChatRequest, ChatResult
 from rgen_harness.data.deita import DeitaSource, load_source
 from rgen_harness.metrics import reply_stats
 from rgen_harness.metrics.model_kind import check_reward_config_model
 from rgen_harness.metrics.scorers import ScoredItem, build_scorers
 from rgen_harness.run_mode import predict_only
 from rgen_harness.tasks.settings import DeitaSettings
+from rgen_harness.tasks.zero_shot import ZeroShotChatTask, task_config, with_system_instruction
 
 reply_stats.register()
 
 
-class DeitaTask(ConfigurableTask):
+class DeitaTask(ZeroShotChatTask):
     MODE: ClassVar[str] = ""
+    CONTEXT = "the history"
 
     def __init__(self, config: dict | None = None, **kwargs) -> None:
-        config = dict(config or {})
-        config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
+        config = task_config(config)
         metadata = dict(config.get("metadata") or {})
         # Checked once, before the data is read and before any generation.
         self.settings = DeitaSettings.from_metadata(metadata, task=str(config.get("task")))
@@ -55,10 +52,12 @@ class DeitaTask(ConfigurableTask):
 
         for scorer in self._scorers:
             for spec in scorer.metrics:
-                self._metric_fn_list[spec.name] = reply_stats.passthrough
-                self._metric_fn_kwargs[spec.name] = {}
-                self._aggregation_list[spec.name] = get_aggregation(spec.lm_eval_aggregation)
-                self._higher_is_better[spec.name] = spec.higher_is_better
+                self._set_metric(
+                    spec.name,
+                    reply_stats.passthrough,
+                    get_aggregation(spec.lm_eval_aggregation),
+                    spec.higher_is_better,
+                )
 
     def override_metric(self, metric_name: str) -> None:
         """`--predict_only` asks for lm-eval's "bypass" metric, whose aggregation would turn the
@@ -67,16 +66,9 @@ class DeitaTask(ConfigurableTask):
         the reply figures need no model and keep their own aggregations (counts stay sums)."""
         if metric_name != "bypass":
             return super().override_metric(metric_name)
-        tables = (
-            self._metric_fn_list,
-            self._metric_fn_kwargs,
-            self._aggregation_list,
-            self._higher_is_better,
-        )
         for scorer in self._scorers:
             for spec in scorer.metrics:
-                for table in tables:
-                    table.pop(spec.name, None)
+                self._drop_metric(spec.name)
         self._scorers = []
 
     def test_docs(self):
@@ -89,40 +81,18 @@ class DeitaTask(ConfigurableTask):
         return _shared_docs(self.dataset)
 
     # -- what a doc looks like to lm-eval -------------------------------------------------
-    def doc_to_text(self, doc, doc_to_text=None) -> str:
-        """The last user turn (for display and hashing; the model sees the whole history)."""
-        return doc["messages"][-1]["content"] if doc["messages"] else ""
-
     def doc_to_target(self, doc, doc_to_target=None) -> str:
         return doc["reference"]
 
     def rounds(self) -> list[list[dict[str, str]]]:
         raise NotImplementedError
 
-    def fewshot_context(
-        self,
-        doc,
-        num_fewshot,
-        system_instruction=None,
-        apply_chat_template=False,
-        fewshot_as_multiturn=False,
-        chat_template=None,
-        gen_prefix=None,
-    ) -> ChatRequest:
-        if num_fewshot:
-            raise ValueError(
-                f"{self.config.task} is zero-shot (the history is the context); "
-                f"got num_fewshot={num_fewshot}. Drop --num_fewshot."
-            )
-        messages = [dict(m) for m in doc["messages"]]
-        if system_instruction and not doc["problem"]:
-            if messages and messages[0]["role"] == "system":
-                messages[0]["content"] = f"{system_instruction}\n\n{messages[0]['content']}"
-            else:
-                messages.insert(0, {"role": "system", "content": system_instruction})
+    def chat_request(self, doc: dict, system_instruction: str | None) -> ChatRequest:
+        if doc["problem"]:
+            system_instruction = None
         return ChatRequest.build(
             doc_id=doc["id"],
-            messages=messages,
+            messages=with_system_instruction(doc["messages"], system_instruction),
             rounds=self.rounds(),
             skip_reason=doc["problem"] or None,
             log_prompts=False,  # the history is in `doc`: rounds record prompt hashes
@@ -132,40 +102,27 @@ class DeitaTask(ConfigurableTask):
             special_text=self.settings.special_text,
         )
 
-    def construct_requests(self, doc, ctx, **kwargs) -> Instance:
-        kwargs.pop("apply_chat_template", None)
-        kwargs.pop("chat_template", None)
-        return Instance(
-            request_type=REQUEST_TYPE,
-            doc=doc,
-            arguments=(ctx, deepcopy(self.config.generation_kwargs)),
-            idx=0,
-            **kwargs,
-        )
-
     def apply_filters(self):
         """Lm-eval's filters, then every enabled reply scorer over all replies at once."""
         super().apply_filters()
-        if not self._scorers:
-            return self._instances
-        for key in self._instances[0].filtered_resps:
-            results = [ChatResult.from_json(inst.filtered_resps[key]) for inst in self._instances]
-            items = [
-                ScoredItem(
-                    task=self.config.task,
-                    doc=inst.doc,
-                    result=result,
-                    history=ChatRequest.parse(inst.args[0]).messages,
-                )
-                for inst, result in zip(self._instances, results, strict=True)
-            ]
-            for scorer in self._scorers:
-                scores = scorer.score(items)
-                for result, values in zip(results, scores, strict=True):
-                    result.scores.update(values)
-            for inst, result in zip(self._instances, results, strict=True):
-                inst.filtered_resps[key] = result.to_json()
+        if self._scorers:
+            self._update_results(self._score)
         return self._instances
+
+    def _score(self, results: list[ChatResult]) -> None:
+        items = [
+            ScoredItem(
+                task=self.config.task,
+                doc=inst.doc,
+                result=result,
+                history=ChatRequest.parse(inst.args[0]).messages,
+            )
+            for inst, result in zip(self._instances, results, strict=True)
+        ]
+        for scorer in self._scorers:
+            scores = scorer.score(items)
+            for result, values in zip(results, scores, strict=True):
+                result.scores.update(values)
 
     def process_results(self, doc, results) -> dict[str, float]:
         result = ChatResult.from_json(results[0])

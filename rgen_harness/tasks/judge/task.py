@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import functools
 import json
-from copy import deepcopy
 from typing import Any
 
-from lm_eval.api.instance import Instance
-from lm_eval.api.task import ConfigurableTask
-
-from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest, ChatResult
+from rgen_harness.chat.protocol import ChatRequest
 from rgen_harness.data.judge import get_spec
-from rgen_harness.metrics.judge import FLIP
-from rgen_harness.prompts.judge import JudgePrompt, load_judge_prompt
+from rgen_harness.prompts.judge import load_judge_prompt
 from rgen_harness.tasks.judge import reward
 from rgen_harness.tasks.judge.aggregate import metrics_for
 from rgen_harness.tasks.judge.keys import check_keys
+from rgen_harness.tasks.judge.orders import BothOrdersJudgeTask
+from rgen_harness.tasks.zero_shot import task_config, with_system_instruction
 
-ORDERS = ("original", "swapped")
 NOTHING_TO_GENERATE = "judged by the reward model (nothing to generate)"
 
 
@@ -48,40 +44,9 @@ def read_swap(value: Any) -> bool:
     )
 
 
-def read_judgment(prompt: JudgePrompt, raw: str, order: str) -> dict:
-    """One order's ChatResult JSON read with the prompt's parser: order, status, reason, the
-    rendered prompt, the raw reply, the verdict as shown and mapped back to the given order
-    (`verdict_in_dataset_order`; 1 <-> 2 for the swapped order). An unreadable verdict is None
-    with status "unparsed", never a guess."""
-    result = ChatResult.from_json(raw)
-    out = {"order": order, "status": result.status, "reason": result.reason}
-    out["prompt"] = result.rounds[-1].prompt if result.rounds else ""
-    out["reply"] = result.reply
-    out["dropped_turns"] = result.dropped_turns
-    shown = prompt.parse(result.reply) if result.status == "ok" else None
-    if result.status == "ok" and shown is None:
-        out["status"], out["reason"] = "unparsed", f"no {prompt.parser} verdict found"
-    out["verdict"] = shown
-    out["verdict_in_dataset_order"] = FLIP[shown] if order == "swapped" else shown
-    return out
-
-
-def with_system_instruction(messages: list[dict], instruction: str | None) -> list[dict]:
-    """`--system_instruction` before the prompt's own system text, or as a system turn."""
-    if not instruction:
-        return messages
-    messages = [dict(m) for m in messages]
-    if messages and messages[0]["role"] == "system":
-        messages[0]["content"] = f"{instruction}\n\n{messages[0]['content']}"
-    else:
-        messages.insert(0, {"role": "system", "content": instruction})
-    return messages
-
-
-class PairwiseJudgeTask(ConfigurableTask):
+class PairwiseJudgeTask(BothOrdersJudgeTask):
     def __init__(self, config: dict | None = None, **kwargs) -> None:
-        config = dict(config or {})
-        config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
+        config = task_config(config)
         # A misspelt key would otherwise run with a default: checked before the data is read.
         check_keys(dict(config.get("metadata") or {}), task=str(config.get("task")))
         super().__init__(config=config, **kwargs)
@@ -94,17 +59,12 @@ class PairwiseJudgeTask(ConfigurableTask):
         if self.mode == "reward":
             self.margin = reward.read_margin(metadata)
             self._scorer = reward.build_scorer(metadata)  # checked now, loaded when scoring
-        self._system_instruction: str | None = None
         # The prompt's default length; --gen_kwargs (applied after this) still overrides it.
         self.config.generation_kwargs.setdefault("max_gen_toks", self.prompt.max_gen_toks)
         labels = (0, 1, 2) if self.spec.has_ties else (1, 2)
-        self._metric_fn_list, self._metric_fn_kwargs = {}, {}
-        self._aggregation_list, self._higher_is_better = {}, {}
+        self._clear_metrics()
         for name, (aggregation, higher) in metrics_for(self.spec.kind).items():
-            self._metric_fn_list[name] = None
-            self._metric_fn_kwargs[name] = {}
-            self._aggregation_list[name] = functools.partial(aggregation, labels=labels)
-            self._higher_is_better[name] = higher
+            self._set_metric(name, None, functools.partial(aggregation, labels=labels), higher)
 
     # -- what a doc looks like to lm-eval -------------------------------------------------
     def doc_to_text(self, doc, doc_to_text=None) -> str:
@@ -113,7 +73,7 @@ class PairwiseJudgeTask(ConfigurableTask):
     def doc_to_target(self, doc, doc_to_target=None) -> str:
         return str(doc["gold"])
 
-    def _request(self, doc: dict, order: str) -> ChatRequest:
+    def order_request(self, doc: dict, order: str) -> ChatRequest:
         first, second = doc["response_1"], doc["response_2"]
         if order == "swapped":
             first, second = second, first
@@ -127,47 +87,7 @@ class PairwiseJudgeTask(ConfigurableTask):
             skip_reason=doc["problem"] or (NOTHING_TO_GENERATE if self.mode == "reward" else None),
         )
 
-    def fewshot_context(
-        self,
-        doc,
-        num_fewshot,
-        system_instruction=None,
-        apply_chat_template=False,
-        fewshot_as_multiturn=False,
-        chat_template=None,
-        gen_prefix=None,
-    ) -> ChatRequest:
-        if num_fewshot:
-            raise ValueError(
-                f"{self.config.task} is zero-shot; got num_fewshot={num_fewshot}. "
-                "Drop --num_fewshot."
-            )
-        self._system_instruction = system_instruction
-        return self._request(doc, "original")
-
-    def construct_requests(self, doc, ctx, **kwargs) -> list[Instance]:
-        kwargs.pop("apply_chat_template", None)
-        kwargs.pop("chat_template", None)
-        orders = ORDERS if self.swap else ORDERS[:1]
-        return [
-            Instance(
-                request_type=REQUEST_TYPE,
-                doc=doc,
-                arguments=(
-                    ctx if order == "original" else self._request(doc, order),
-                    deepcopy(self.config.generation_kwargs),
-                ),
-                idx=i,
-                **kwargs,
-            )
-            for i, order in enumerate(orders)
-        ]
-
     # -- reading the verdicts -------------------------------------------------------------
-    def judgment(self, raw: str, order: str) -> dict:
-        """One order's result as logged: prompt, raw reply, verdict as shown and as given."""
-        return read_judgment(self.prompt, raw, order)
-
     def apply_filters(self):
         super().apply_filters()
         if self.mode == "reward":
@@ -178,11 +98,7 @@ class PairwiseJudgeTask(ConfigurableTask):
                 for key in inst.filtered_resps:
                     inst.filtered_resps[key] = json.dumps(judgment, ensure_ascii=False)
             return self._instances
-        for inst in self._instances:
-            for key, raw in inst.filtered_resps.items():
-                inst.filtered_resps[key] = json.dumps(
-                    self.judgment(raw, ORDERS[inst.idx]), ensure_ascii=False
-                )
+        self._read_verdicts()
         return self._instances
 
     def process_results(self, doc, results) -> dict[str, dict]:

@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import functools
 import json
-from copy import deepcopy
 
-from lm_eval.api.instance import Instance
-from lm_eval.api.task import ConfigurableTask
-
-from rgen_harness.chat.protocol import REQUEST_TYPE, ChatRequest
+from rgen_harness.chat.protocol import ChatRequest
 from rgen_harness.metrics import pairwise
 from rgen_harness.prompts.judge import load_judge_prompt
-from rgen_harness.tasks.judge.task import ORDERS, read_judgment
+from rgen_harness.tasks.judge.orders import BothOrdersJudgeTask
 from rgen_harness.tasks.pairwise.settings import PairwiseSettings
+from rgen_harness.tasks.zero_shot import task_config
 
 # Figures reported for every run (per-source figures are added for the sources in the data).
 METRICS = {
@@ -106,39 +103,29 @@ def load_pairs(settings: PairwiseSettings, **lm_eval_kwargs):
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs, features=features())})
 
 
-class DeitaPairwiseTask(ConfigurableTask):
+class DeitaPairwiseTask(BothOrdersJudgeTask):
     def __init__(self, config: dict | None = None, **kwargs) -> None:
-        config = dict(config or {})
-        config.pop("class", None)  # the factory leaves it in; TaskConfig rejects it
+        config = task_config(config)
         metadata = dict(config.get("metadata") or {})
         self.settings = PairwiseSettings.from_metadata(metadata, task=str(config.get("task")))
         judge_prompt = load_judge_prompt(self.settings.prompt)  # checked before the data
         config["custom_dataset"] = functools.partial(load_pairs, self.settings)
         super().__init__(config=config, **kwargs)
         self.prompt = judge_prompt  # ConfigurableTask.__init__ sets its own `prompt`
-        self._system_instruction: str | None = None
         self.config.generation_kwargs.setdefault("max_gen_toks", self.prompt.max_gen_toks)
         self._summaries = _Summaries(self.settings)
         names = dict(METRICS)
         for source in sorted({d["source"] for d in self.dataset["test"]}):
             for name, higher in SOURCE_METRICS.items():
                 names[f"source_{pairwise.slug(source)}_{name}"] = higher
-        self._metric_fn_list, self._metric_fn_kwargs = {}, {}
-        self._aggregation_list, self._higher_is_better = {}, {}
+        self._clear_metrics()
         for name, higher in names.items():
-            self._metric_fn_list[name] = None
-            self._metric_fn_kwargs[name] = {}
-            self._aggregation_list[name] = functools.partial(self._summaries.metric, name=name)
-            self._higher_is_better[name] = higher
+            self._set_metric(
+                name, None, functools.partial(self._summaries.metric, name=name), higher
+            )
 
-    # -- what a doc looks like to lm-eval -------------------------------------------------
-    def doc_to_text(self, doc, doc_to_text=None) -> str:
-        return doc["messages"][-1]["content"] if doc["messages"] else ""
-
-    def doc_to_target(self, doc, doc_to_target=None) -> str:
-        return ""
-
-    def _request(self, doc: dict, order: str) -> ChatRequest:
+    # -- requests -------------------------------------------------------------------------
+    def order_request(self, doc: dict, order: str) -> ChatRequest:
         first, second = doc["response_a"], doc["response_b"]
         if order == "swapped":
             first, second = second, first
@@ -151,48 +138,10 @@ class DeitaPairwiseTask(ConfigurableTask):
             quote=self.prompt.frame(first, second, system_instruction=self._system_instruction),
         )
 
-    def fewshot_context(
-        self,
-        doc,
-        num_fewshot,
-        system_instruction=None,
-        apply_chat_template=False,
-        fewshot_as_multiturn=False,
-        chat_template=None,
-        gen_prefix=None,
-    ) -> ChatRequest:
-        if num_fewshot:
-            raise ValueError(
-                f"{self.config.task} is zero-shot; got num_fewshot={num_fewshot}. "
-                "Drop --num_fewshot."
-            )
-        self._system_instruction = system_instruction
-        return self._request(doc, "original")
-
-    def construct_requests(self, doc, ctx, **kwargs) -> list[Instance]:
-        kwargs.pop("apply_chat_template", None)
-        kwargs.pop("chat_template", None)
-        return [
-            Instance(
-                request_type=REQUEST_TYPE,
-                doc=doc,
-                arguments=(
-                    ctx if order == "original" else self._request(doc, order),
-                    deepcopy(self.config.generation_kwargs),
-                ),
-                idx=i,
-                **kwargs,
-            )
-            for i, order in enumerate(ORDERS)
-        ]
-
     # -- reading the verdicts -------------------------------------------------------------
     def apply_filters(self):
         super().apply_filters()
-        for inst in self._instances:
-            for key, raw in inst.filtered_resps.items():
-                judgment = read_judgment(self.prompt, raw, ORDERS[inst.idx])
-                inst.filtered_resps[key] = json.dumps(judgment, ensure_ascii=False)
+        self._read_verdicts()
         return self._instances
 
     def process_results(self, doc, results) -> dict[str, dict]:
