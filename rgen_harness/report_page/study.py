@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rgen_harness.report_page.writer import write_page
-from rgen_harness.study.collect import Collection
+from rgen_harness.study.collect import Collection, chat_result
 from rgen_harness.study.summary import MODES
 
 
@@ -17,22 +17,6 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def _chat(line: dict) -> dict:
-    """The ChatResult dict of a sample line ({} when there is none)."""
-    for key in ("filtered_resps", "resps"):
-        value = line.get(key)
-        while isinstance(value, list) and value:
-            value = value[0]
-        if isinstance(value, str):
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(parsed, dict) and "status" in parsed:
-                return parsed
-    return {}
 
 
 def _lines(path: Path | None):
@@ -49,7 +33,7 @@ def _lines(path: Path | None):
 
 
 def _reply(line: dict, mode: str) -> dict:
-    chat = _chat(line)
+    chat = chat_result(line) or {}
     rounds = [r for r in chat.get("rounds") or [] if isinstance(r, dict)]
     out = {
         "status": str(chat.get("status", "unknown")),

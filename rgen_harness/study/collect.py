@@ -184,7 +184,7 @@ def _sample_row(data: dict) -> SampleRow:
     conv_id = str(doc.get("id", data.get("doc_id")))
     values = {k: _num(data[k]) for k in SAMPLE_FIELDS if k in data}
     status, gen_tokens = "unknown", math.nan
-    chat = _chat_result(data)
+    chat = chat_result(data)
     if chat is not None:
         status = str(chat.get("status", "unknown"))
         toks = [r.get("reply_tokens") for r in chat.get("rounds", []) if isinstance(r, dict)]
@@ -193,8 +193,9 @@ def _sample_row(data: dict) -> SampleRow:
     return SampleRow(int(data.get("doc_id", -1)), conv_id, status, values, gen_tokens)
 
 
-def _chat_result(data: dict) -> dict | None:
-    """The ChatResult JSON in filtered_resps (or resps), however lm-eval nested it."""
+def chat_result(data: dict) -> dict | None:
+    """The ChatResult JSON of a logged sample line, in filtered_resps (or resps) however
+    lm-eval nested it; None when there is none."""
     for key in ("filtered_resps", "resps"):
         value = data.get(key)
         while isinstance(value, list) and value:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rgen_harness.study.collect import ROLEPLAY_TASK, ModelResults, TaskResult, _chat_result, _num
+from rgen_harness.study.collect import ROLEPLAY_TASK, ModelResults, TaskResult, _num, chat_result
 
 SEED_OFFSET = 300  # bootstrap seed = the report's seed + this (no other statistic shares it)
 
@@ -52,7 +52,7 @@ def read_roleplay(path: Path, problems: list[str]) -> RoleplaySamples:
                 data = json.loads(raw.decode("utf-8"))
                 if not isinstance(data, dict) or not isinstance(data.get("doc"), dict):
                     raise ValueError("not a charactereval sample (no doc)")
-                chat = _chat_result(data) or {}
+                chat = chat_result(data) or {}
                 scores = chat.get("scores") if isinstance(chat.get("scores"), dict) else {}
                 record = {
                     m: float(v)
