@@ -108,39 +108,18 @@ class CharRMScorer:
         return [scores.get(d, NAN) for d in digests]
 
     def score_ids(self, jobs: dict[str, list[int]], *, desc: str) -> dict[str, float]:
-        from tqdm.auto import tqdm
+        from rgen_harness.metrics.reward.cached_scoring import score_cached
 
-        from rgen_harness.metrics.reward.batching import length_sorted_batches
-        from rgen_harness.metrics.reward.cache import ScoreCache
-
-        if not jobs:
-            return {}
-        cache = ScoreCache(self.options.cache_dir, self.cache_key)
-        try:
-            scores = cache.get_many(jobs)
-            self.stats["cache_hits"] += len(scores)
-            todo = [d for d in jobs if d not in scores]
-            if not todo:
-                return scores
-            model = self.model()
-            batches = length_sorted_batches(
-                [len(jobs[d]) for d in todo],
-                batch_size=self.options.batch_size,
-                batch_tokens=self.options.batch_tokens,
-            )
-            with tqdm(total=len(todo), desc=desc, unit="input") as bar:
-                for batch in batches:
-                    digests = [todo[i] for i in batch]
-                    try:
-                        values = model.score([jobs[d] for d in digests])
-                    except ScoringError as e:
-                        log.warning("charrm: a batch of %d failed: %s", len(digests), e)
-                        values = [NAN] * len(digests)
-                    self.stats["batches"] += 1
-                    self.stats["scored"] += len(digests)
-                    scores.update(zip(digests, values, strict=True))
-                    cache.put_many((d, len(jobs[d]), scores[d]) for d in digests)
-                    bar.update(len(digests))
-            return scores
-        finally:
-            cache.close()
+        return score_cached(
+            jobs,
+            cache_dir=self.options.cache_dir,
+            cache_key=self.cache_key,
+            load=self.model,
+            failure=ScoringError,
+            batch_size=self.options.batch_size,
+            batch_tokens=self.options.batch_tokens,
+            stats=self.stats,
+            scored_stat="scored",
+            name="charrm",
+            desc=desc,
+        )

@@ -18,8 +18,8 @@ from typing import Any
 
 from rgen_harness.metrics.model_kind import check_reward_model
 from rgen_harness.metrics.reward.backends import BackendError, RewardBackend
-from rgen_harness.metrics.reward.batching import length_sorted_batches
-from rgen_harness.metrics.reward.cache import ScoreCache, ids_digest
+from rgen_harness.metrics.reward.cache import ids_digest
+from rgen_harness.metrics.reward.cached_scoring import score_cached
 from rgen_harness.metrics.reward.config import RewardConfig
 from rgen_harness.metrics.reward.render import (
     ContextTooLong,
@@ -303,40 +303,19 @@ class RewardScorer:
     def score_ids(self, jobs: dict[str, list[int]], *, desc: str = "reward") -> dict[str, float]:
         """digest -> score for every input: cached ones read back, the rest scored in
         length-sorted batches (written to the cache after each batch); NaN when a batch fails."""
-        from tqdm.auto import tqdm
-
-        cache = ScoreCache(self.config.cache_dir, self.cache_key) if jobs else None
-        try:
-            scores = cache.get_many(jobs) if cache else {}
-            self.stats["cache_hits"] += len(scores)
-            todo = [d for d in jobs if d not in scores]
-            if not todo:
-                return scores
-            backend = self.backend()
-            batches = length_sorted_batches(
-                [len(jobs[d]) for d in todo],
-                batch_size=self.batch_size,
-                batch_tokens=self.config.batch_tokens,
-            )
-            with tqdm(total=len(todo), desc=desc, unit="input") as bar:
-                for batch in batches:
-                    digests = [todo[i] for i in batch]
-                    try:
-                        values = backend.score([jobs[d] for d in digests])
-                        if len(values) != len(digests):
-                            raise BackendError(f"{len(values)} scores for {len(digests)} inputs")
-                    except BackendError as e:
-                        log.warning("reward: a batch of %d failed: %s", len(digests), e)
-                        values = [NAN] * len(digests)
-                    self.stats["batches"] += 1
-                    self.stats["inputs_scored"] += len(digests)
-                    scores.update(zip(digests, values, strict=True))
-                    cache.put_many((d, len(jobs[d]), scores[d]) for d in digests)
-                    bar.update(len(digests))
-            return scores
-        finally:
-            if cache is not None:
-                cache.close()
+        return score_cached(
+            jobs,
+            cache_dir=self.config.cache_dir,
+            cache_key=self.cache_key,
+            load=self.backend,
+            failure=BackendError,
+            batch_size=self.batch_size,
+            batch_tokens=self.config.batch_tokens,
+            stats=self.stats,
+            scored_stat="inputs_scored",
+            name="reward",
+            desc=desc,
+        )
 
     def _log_summary(self, task: str, rows: list[dict], reasons: Counter) -> None:
         scored = int(sum(r["reward_n"] for r in rows))

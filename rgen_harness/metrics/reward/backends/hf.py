@@ -101,17 +101,12 @@ class HFRewardBackend:
     def _score_padded(self, batch: list[list[int]]) -> list[float]:
         import torch
 
-        longest = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, : len(ids)] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        from rgen_harness.metrics.padded_batch import at_last_token, pad_right
+
+        input_ids, mask = pad_right(batch, self.pad_id, self.device)
         with torch.inference_mode():
             hidden = self.body(input_ids=input_ids, attention_mask=mask)[0]
-            last = mask.sum(dim=1) - 1
-            pooled = hidden[torch.arange(len(batch), device=hidden.device), last]
+            pooled = at_last_token(hidden, mask)
             values = self.head(pooled.to(_param_dtype(self.head)))
         self.forward_passes += 1
         return _first_label(values)
