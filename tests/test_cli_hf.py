@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from deita_rows_util import conversation, write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +17,7 @@ LONG = " ".join(f"detail{i}" for i in range(400))
 
 def write_file(path: Path) -> Path:
     def row(i, *turns):
-        return {"id": f"u{i}", "conversations": [{"from": r, "value": v} for r, v in turns]}
+        return conversation(f"u{i}", *turns)
 
     rows = [
         row(0, ("system", "You are terse."), ("human", "Name a prime."), ("gpt", "7")),
@@ -38,8 +39,7 @@ def write_file(path: Path) -> Path:
         row(4, ("human", "only a question")),  # no assistant reply
         row(5, ("human", "not reached: --limit 5"), ("gpt", "x")),
     ]
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", "utf-8")
-    return path
+    return write_rows(path, rows)
 
 
 def lm_eval(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from openai_server_util import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +38,6 @@ metric_list:
 """
     )
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cmd: list[str], out: Path) -> dict:

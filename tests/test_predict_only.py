@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from deita_rows_util import conversation, write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +17,7 @@ TASKS = ("deita_qr", "deita_qcr")
 
 def write_data(path: Path) -> Path:
     def row(i, *turns):
-        return {"id": f"p{i}", "conversations": [{"from": r, "value": v} for r, v in turns]}
+        return conversation(f"p{i}", *turns)
 
     rows = [
         row(0, ("system", "You are terse."), ("human", "Name a prime."), ("gpt", "7")),
@@ -26,8 +27,7 @@ def write_data(path: Path) -> Path:
         row(3, ("human", "你好，介绍一下长城。"), ("gpt", "长城很长。")),
         row(4, ("human", "only a question")),  # no reference reply: skipped
     ]  # fmt: skip
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", "utf-8")
-    return path
+    return write_rows(path, rows)
 
 
 def run(tiny_dir: Path, out: Path, metadata: dict, *, predict_only: bool) -> dict:

@@ -7,10 +7,10 @@ import base64
 import json
 import math
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from scripted_http import ScriptedServer
 
 from rgen_harness.chat.protocol import ChatResult, RoundRecord
 from rgen_harness.metrics.reward.backends import BackendError
@@ -117,44 +117,6 @@ def test_http_500_is_retried_then_counted(tiny_dir, hf_backend):
         assert len(server.requests) == 6
     assert sum(r["reward_failed"] for r in rows) == 5
     assert all(math.isnan(r["reward"]) and r["reward_n"] == 0 for r in rows)
-
-
-class ScriptedServer:
-    """Answers each POST with the next scripted (status, headers, body, delay) and records the
-    Authorization header it received."""
-
-    def __init__(self, script):
-        self.script, self.auth, self.times = list(script), [], []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.auth.append(self.headers.get("Authorization"))
-                outer.times.append(time.monotonic())
-                status, headers, body, delay = outer.script.pop(0)
-                time.sleep(delay)
-                raw = body.encode()
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 OK = (200, {}, json.dumps({"data": [{"index": 0, "data": 1.5}]}), 0)

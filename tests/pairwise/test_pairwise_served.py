@@ -6,20 +6,13 @@ worked out by hand from the scenario."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from openai_server_util import openai_server
 from pairwise_files import write_scenario
 
 pytestmark = pytest.mark.slow
-
-SERVER = Path(__file__).parents[1] / "served" / "openai_server.py"
 
 # Judged pairs in data order with the both-orders outcome (1 win, 0.5 tie, 0 loss):
 # c0 W (3 > 1), c1 L, c2 T (equal quality), c3 T (FIRST_BIAS: each order picks the first shown),
@@ -28,42 +21,11 @@ SERVER = Path(__file__).parents[1] / "served" / "openai_server.py"
 SCORES = [1, 0, 0.5, 0.5, 1, 1, 0, 1, 1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
-    port = free_port()
     folder = tmp_path_factory.mktemp("judge_server")
-    log = (folder / "server.log").open("w")
-    args = [sys.executable, str(SERVER), "--model", str(tiny_dir / "chat"), "--port", str(port)]
-    args += ["--log-file", str(folder / "requests.jsonl"), "--scripted-judge"]
-    args += ["--max-requests", "400", "--max-seconds", "300"]
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"test server exited with {proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{base}/openapi.json", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+    with openai_server(tiny_dir / "chat", folder, "--scripted-judge") as base:
         yield base, folder / "requests.jsonl"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+from scripted_http import ScriptedServer
 
 from rgen_harness.chat import api_backend
 from rgen_harness.chat.api_backend import ApiChatBackend, ApiModelUnusable
@@ -19,39 +17,8 @@ from rgen_harness.chat.api_backend import ApiChatBackend, ApiModelUnusable
 KEY = "sk-test-SECRETkey-0123456789"
 
 
-class Scripted:
-    def __init__(self, script):
-        self.script, self.times = list(script), []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.times.append(time.monotonic())
-                status, headers, body, delay = outer.script.pop(0)
-                time.sleep(delay)
-                body = body.replace("{auth}", self.headers.get("Authorization", ""))
-                raw = body.encode()
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def chat_url(server: ScriptedServer) -> str:
+    return f"http://127.0.0.1:{server.port}/v1/chat/completions"
 
 
 def backend(url, *, timeout=30, retries=2):
@@ -80,9 +47,9 @@ OK = (200, {}, json.dumps({"choices": [{"message": {"content": "hello"}}]}), 0)
 
 
 def test_error_body_echoing_the_key_is_masked_in_the_reason():
-    server = Scripted([(401, {}, 'invalid key "{auth}" (api_key=' + KEY + ")", 0)])
+    server = ScriptedServer([(401, {}, 'invalid key "{auth}" (api_key=' + KEY + ")", 0)])
     try:
-        gen = post(backend(server.url))
+        gen = post(backend(chat_url(server)))
     finally:
         server.close()
     assert gen.error.startswith("HTTP 401 from http://127.0.0.1:")
@@ -90,9 +57,9 @@ def test_error_body_echoing_the_key_is_masked_in_the_reason():
 
 
 def test_retry_after_is_honoured():
-    server = Scripted([(429, {"Retry-After": "2"}, "slow down", 0), OK])
+    server = ScriptedServer([(429, {"Retry-After": "2"}, "slow down", 0), OK])
     try:
-        gen = post(backend(server.url))
+        gen = post(backend(chat_url(server)))
     finally:
         server.close()
     assert gen.text == "hello"
@@ -101,10 +68,10 @@ def test_retry_after_is_honoured():
 
 def test_timeout_is_named_with_its_seconds_and_announced(monkeypatch, caplog):
     monkeypatch.setattr(api_backend, "WAIT_WARNING_S", 0.3)
-    server = Scripted([(200, {}, "{}", 1.6)])
+    server = ScriptedServer([(200, {}, "{}", 1.6)])
     try:
         with caplog.at_level("WARNING"):
-            gen = post(backend(server.url, timeout=1, retries=1))
+            gen = post(backend(chat_url(server), timeout=1, retries=1))
     finally:
         server.close()
     assert "timed out after 1 s" in gen.error

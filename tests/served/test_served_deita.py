@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from deita_rows_util import conversation, write_rows
 from openai_server import FAIL_MARKER
+from openai_server_util import openai_server
 
 pytestmark = pytest.mark.slow
 
-SERVER = Path(__file__).with_name("openai_server.py")
 MAX_GEN = 8
 SMALL = 200  # the `tiny-small` model's context length on the server
 LONG = " ".join(f"detail{i}" for i in range(60))
@@ -26,7 +23,7 @@ LONG = " ".join(f"detail{i}" for i in range(60))
 
 def write_data(path: Path) -> Path:
     def row(i, *turns):
-        return {"id": f"s{i}", "conversations": [{"from": r, "value": v} for r, v in turns]}
+        return conversation(f"s{i}", *turns)
 
     rows = [
         row(0, ("system", "You are terse."), ("human", "Name a prime."), ("gpt", "7")),
@@ -41,14 +38,7 @@ def write_data(path: Path) -> Path:
         row(3, ("human", "你好，介绍一下长城。"), ("gpt", "长城很长。")),
         row(4, ("human", "Summarise: " + LONG), ("gpt", "ok")),  # fits 1024 tokens, not 200
     ]
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", "utf-8")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return write_rows(path, rows)
 
 
 class Server(str):
@@ -70,35 +60,11 @@ class Server(str):
 
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
-    port = free_port()
     folder = tmp_path_factory.mktemp("server")
-    log = (folder / "server.log").open("w")
-    args = [sys.executable, str(SERVER), "--model", str(tiny_dir / "chat"), "--port", str(port)]
-    args += ["--log-file", str(folder / "requests.jsonl")]
-    args += ["--small-max-len", str(SMALL), "--max-requests", "400", "--max-seconds", "300"]
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    base = Server(f"http://127.0.0.1:{port}")
-    base.log = folder / "requests.jsonl"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"test server exited with {proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{base}/openapi.json", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+    with openai_server(tiny_dir / "chat", folder, "--small-max-len", str(SMALL)) as url:
+        base = Server(url)
+        base.log = folder / "requests.jsonl"
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
