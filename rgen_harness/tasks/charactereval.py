@@ -27,7 +27,7 @@ from rgen_harness.metrics import reply_stats
 from rgen_harness.metrics.charrm import aggregate as agg
 from rgen_harness.metrics.charrm.render import first_line
 from rgen_harness.run_mode import predict_only
-from rgen_harness.tasks.zero_shot import ZeroShotChatTask, task_config, with_system_instruction
+from rgen_harness.tasks.zero_shot import ZeroShotChatTask, task_config
 
 reply_stats.register()
 
@@ -132,17 +132,9 @@ class CharacterEvalTask(ZeroShotChatTask):
         self._set_metrics()
 
     def chat_request(self, doc: dict, system_instruction: str | None) -> ChatRequest:
-        if doc["problem"]:
-            system_instruction = None
-        return ChatRequest.build(
-            doc_id=doc["id"],
-            # The dialogue starts with a user turn (rgen_harness.data.charactereval): the
-            # instruction is a system turn before it.
-            messages=with_system_instruction(doc["messages"], system_instruction),
-            rounds=[[]],
-            skip_reason=doc["problem"] or None,
-            log_prompts=False,  # the dialogue is in `doc`: rounds record prompt hashes
-        )
+        # The dialogue starts with a user turn (rgen_harness.data.charactereval): the
+        # instruction is a system turn before it.
+        return self.history_request(doc, system_instruction, rounds=[[]])
 
     def apply_filters(self):
         """lm-eval's filters, then every assigned (example, metric) pair scored at once."""

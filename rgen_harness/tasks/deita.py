@@ -21,7 +21,7 @@ from rgen_harness.metrics.model_kind import check_reward_config_model
 from rgen_harness.metrics.scorers import ScoredItem, build_scorers
 from rgen_harness.run_mode import predict_only
 from rgen_harness.tasks.settings import DeitaSettings
-from rgen_harness.tasks.zero_shot import ZeroShotChatTask, task_config, with_system_instruction
+from rgen_harness.tasks.zero_shot import ZeroShotChatTask, task_config
 
 reply_stats.register()
 
@@ -88,14 +88,10 @@ class DeitaTask(ZeroShotChatTask):
         raise NotImplementedError
 
     def chat_request(self, doc: dict, system_instruction: str | None) -> ChatRequest:
-        if doc["problem"]:
-            system_instruction = None
-        return ChatRequest.build(
-            doc_id=doc["id"],
-            messages=with_system_instruction(doc["messages"], system_instruction),
+        return self.history_request(
+            doc,
+            system_instruction,
             rounds=self.rounds(),
-            skip_reason=doc["problem"] or None,
-            log_prompts=False,  # the history is in `doc`: rounds record prompt hashes
             budget_tail=self.settings.qcr_prompts.budget_tail()
             if self.settings.same_history
             else None,

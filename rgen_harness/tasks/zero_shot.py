@@ -57,6 +57,20 @@ class ZeroShotChatTask(ConfigurableTask):
         """The doc's (first) request, with `--system_instruction` if any."""
         raise NotImplementedError
 
+    def history_request(self, doc: dict, system_instruction: str | None, **options) -> ChatRequest:
+        """The doc's own conversation (`messages`) as the request, with `--system_instruction`
+        unless the doc is skipped (`problem`); rounds record prompt hashes, not text (the
+        conversation is in `doc`). `options`: ChatRequest.build's (`rounds`, ...)."""
+        return ChatRequest.build(
+            doc_id=doc["id"],
+            messages=with_system_instruction(
+                doc["messages"], None if doc["problem"] else system_instruction
+            ),
+            skip_reason=doc["problem"] or None,
+            log_prompts=False,
+            **options,
+        )
+
     def request_contexts(self, doc: dict, ctx: ChatRequest) -> list[ChatRequest]:
         """Every request of the doc, `ctx` (from `chat_request`) first; one Instance each."""
         return [ctx]
