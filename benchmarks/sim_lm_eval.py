@@ -62,6 +62,19 @@ def make_templates(out: Path, chat: Path, reward: Path, data: str = "sample", li
     return metadata
 
 
+def _chosen_lines(src: Path, chosen: dict) -> str:
+    """With `--samples`: as lm-eval numbers them, the template's sample of each chosen dataset
+    index (cycling when the template has fewer), doc_id its position."""
+    task = next(t for t in chosen if src.name.startswith(f"samples_{t}_"))
+    lines = [json.loads(x) for x in src.read_text(encoding="utf-8").splitlines() if x]
+    by_id = {line["doc_id"]: line for line in lines}
+    out = []
+    for position, index in enumerate(sorted(chosen[task])):
+        line = dict(by_id.get(index, lines[index % len(lines)]), doc_id=position)
+        out.append(json.dumps(line, ensure_ascii=False) + "\n")
+    return "".join(out)
+
+
 def _record(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
@@ -92,6 +105,7 @@ def main(argv: list[str]) -> int:
         print(f"step {left:.1f}s left", flush=True)
         time.sleep(min(0.1, left))
     template = Path(os.environ["SIM_TEMPLATES"]) / ("predicted" if predict_only else "inline")
+    chosen = json.loads(_opt(argv, "--samples")) if "--samples" in argv else None
     for src in sorted(template.rglob("*")):
         if not src.is_file():
             continue
@@ -99,12 +113,17 @@ def main(argv: list[str]) -> int:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.name.startswith("results_"):
             data = json.loads(src.read_text(encoding="utf-8"))
+            if chosen is not None:
+                for task, entry in data.get("n-samples", {}).items():
+                    entry["effective"] = len(chosen.get(task, []))
             n = sum(v.get("effective", 0) for v in data.get("n-samples", {}).values())
             total = {"samples": n, "wall_s": seconds}
             data["config"]["throughput"] = {"total": total}
             data["config"]["model_args"] = model_args
             data["model_name"] = model_args["pretrained"]
             dst.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        elif chosen is not None and src.name.startswith("samples_"):
+            dst.write_text(_chosen_lines(src, chosen), encoding="utf-8")
         else:
             shutil.copyfile(src, dst)
     record["end"] = time.time()

@@ -48,6 +48,7 @@ class ModelSpec:
     lora: str | None = None  # label for a LoRA row (adapter name); shown in the report
     device: str | None = None  # lm-eval `--device` (overrides the study's)
     batch_size: str | None = None  # lm-eval `--batch_size` (overrides the study's)
+    shards: int | None = None  # engines its conversations are split over (default: the study's)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,9 @@ class StudyConfig:
     # runs go in parallel, inline in each lm_eval run otherwise. Same numbers either way.
     scoring: Literal["auto", "inline", "separate"] = "auto"
     ray: RaySpec | None = None
+    # Engines a model's deita conversations are split over, each on its own GPUs, merged before
+    # scoring (rgen_harness.study.shards): auto fills the GPUs the runs leave free; 1: never.
+    shards: int | Literal["auto"] = "auto"
     # Strings taken from the environment: (expanded string, the string as written, the values
     # of its variables). Set by `parse_study_config`; not a config key.
     env_refs: tuple[tuple[str, str, tuple[str, ...]], ...] = field(
@@ -310,6 +314,7 @@ def _check(config: StudyConfig, source: str) -> None:
         fail(f"gpu_memory_gb={config.gpu_memory_gb} must be > 0, e.g. 80")
     if config.ray is not None and config.scheduler == "sequential":
         fail("'ray' runs models in parallel on a cluster; drop 'ray' or scheduler: sequential")
+    _check_shards(config, fail)
     if config.report.resamples < 100:
         fail(f"report.resamples={config.report.resamples} is too few; use >= 1000")
     typed = {"deita_path", "deita_dataset", "deita_split", "on_bad_row", "scorers"}
@@ -349,6 +354,29 @@ def _check(config: StudyConfig, source: str) -> None:
         from rgen_harness.study.charactereval import check_config
 
         check_config(config, source)
+
+
+def _check_shards(config: StudyConfig, fail) -> None:
+    where = [("shards", config.shards)] + [
+        (f"models[{m.name}].shards", m.shards) for m in config.models if m.shards is not None
+    ]
+    for key, value in where:
+        if isinstance(value, int) and value < 1:
+            fail(f"{key}={value} must be >= 1 (1: one engine per model), or auto")
+    fixed = [key for key, value in where if isinstance(value, int) and value > 1]
+    if fixed and config.scoring == "inline":
+        fail(
+            f"{fixed[0]} splits a model over several engines, whose replies are merged and then "
+            "scored; that needs the scoring phase: set scoring: auto (or separate), or shards: 1"
+        )
+    if fixed and config.scheduler == "sequential":
+        fail(f"{fixed[0]} runs shards side by side; drop it or set scheduler: auto")
+
+
+def explicit_shards(config: StudyConfig) -> bool:
+    """Whether the config asks for more than one engine for some model."""
+    values = [config.shards, *(m.shards for m in config.models)]
+    return any(isinstance(v, int) and v > 1 for v in values)
 
 
 def _check_reward(reward: dict[str, Any], source: str) -> None:

@@ -273,26 +273,39 @@ def check_placeable(jobs: list[Job], pool_size: int) -> None:
 
 
 def simulate(
-    jobs: list[Job], gpu_ids: tuple[int, ...], max_parallel: int | None = None
+    jobs: list[Job],
+    gpu_ids: tuple[int, ...],
+    max_parallel: int | None = None,
+    after: dict[str, set[str]] | None = None,
 ) -> list[Slot]:
     """The schedule the local scheduler follows, with each job lasting `est_s` (1 s when
-    unknown): list scheduling, largest first, never more GPUs than there are."""
+    unknown): list scheduling, largest first, never more GPUs than there are; a job in `after`
+    starts once the jobs it names have ended."""
     check_placeable(jobs, len(gpu_ids))
+    after = after or {}
     pool = GpuPool(gpu_ids)
     pending = order(jobs)
     running: list[tuple[float, Slot]] = []
     slots: list[Slot] = []
+    ended: set[str] = set()
     now = 0.0
     while pending or running:
-        while (job := next_fit(pending, len(pool.free), len(running), max_parallel)) is not None:
+        while True:
+            ready = [j for j in pending if after.get(j.label, set()) <= ended]
+            job = next_fit(ready, len(pool.free), len(running), max_parallel)
+            if job is None:
+                break
             pending.remove(job)
             ids = pool.take(job.gpus)
             assert ids is not None
             slot = Slot(job.label, ids, now, now + (job.est_s if job.est_s is not None else 1.0))
             running.append((slot.end_s, slot))
             slots.append(slot)
+        if not running:  # what is left waits for jobs that are not in the plan
+            raise PlacementError(f"cannot schedule {[j.label for j in pending]}: {after}")
         running.sort(key=lambda r: r[0])
         end, slot = running.pop(0)
         now = end
+        ended.add(slot.label)
         pool.give(slot.gpu_ids)
     return slots

@@ -112,10 +112,10 @@ class RayExecutor:
     def free(self) -> int:
         return self.capacity - sum(self.gpus.values())
 
-    def launch(self, run, gpus: int) -> str:
+    def launch(self, run, gpus: int, label: str) -> str:
         ref = self._task.options(num_gpus=gpus, num_cpus=1).remote(run)
-        self.refs[ref] = ("generated", run.label)
-        self.gpus[run.label] = gpus
+        self.refs[ref] = ("generated", label)
+        self.gpus[label] = gpus
         return f"a Ray task ({gpus} GPU)"
 
     def release(self, label: str) -> None:

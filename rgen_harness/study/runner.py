@@ -457,8 +457,12 @@ def run_study(
     from rgen_harness.study import scheduler
 
     if dry_run:
-        scheduler.print_plan(config, runs, states, stream)
-        return _run(runs, states, stream, dry_run=True)
+        if not scheduler.print_plan(config, runs, states, stream):
+            return _run(runs, states, stream, dry_run=True)
+        for run in runs:
+            if states[run.label] == "partial":
+                _report_unfinished(run, stream, set_aside=False)
+        return StudyOutcome([], [r.label for r in runs if states[r.label] == "done"], [])
     mode = scheduler.choose(config)
     needs_cache = any(states[r.label] != "done" and r.key == "deita" for r in runs)
     from rgen_harness.file_writes import check_writable
@@ -530,18 +534,26 @@ def _check_generation_cache(run: PlannedRun) -> None:
         set_aside_if_broken(path, LM_EVAL_TABLES, what="lm-eval --use_cache database")
 
 
-def _execute(run: PlannedRun, stream) -> int:
-    from rgen_harness.file_writes import check_writable, explain
+def _start_record(run: PlannedRun, command: str | None = None) -> dict:
+    """Write the run's run.json as it starts (its folders test-written first); the record."""
+    from rgen_harness.file_writes import check_writable
 
     check_writable(run.out_dir, "output_dir")
     check_writable(run.cache.parent, "output_dir")
     record = {
         "fingerprint": run.fingerprint,
         "settings": run.recorded_settings,
-        "command": run.shell_command(),
+        "command": command or run.shell_command(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     _write_json(run.out_dir / RUN_FILE, record)
+    return record
+
+
+def _execute(run: PlannedRun, stream) -> int:
+    from rgen_harness.file_writes import explain
+
+    record = _start_record(run)
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", **dict(run.env))
     start = time.perf_counter()
     log_path = run.out_dir / LOG_FILE

@@ -72,7 +72,9 @@ def choose(config) -> Mode:
         return Mode(False, Gpus((), None), 1, False)
     else:
         gpus = study_gpus(config.gpus, config.gpu_memory_gb)
-    parallel = ray is not None or config.scheduler == "parallel"
+    from rgen_harness.study.config import explicit_shards
+
+    parallel = ray is not None or config.scheduler == "parallel" or explicit_shards(config)
     parallel = parallel or (config.scheduler == "auto" and len(gpus.ids) > 1)
     separate = config.scoring == "separate" or (
         config.scoring == "auto" and parallel and reward_enabled(config)
@@ -86,6 +88,8 @@ def choose(config) -> Mode:
 
 def _scorer_gpus(config) -> int:
     reward = config.reward
+    if not reward_enabled(config):
+        return 0
     if reward.get("backend") == "server" or str(reward.get("device", "")).startswith("cpu"):
         return 0
     return int(reward.get("tp") or 1)
@@ -144,29 +148,37 @@ def _duration(seconds: float) -> str:
 # -- the plan -------------------------------------------------------------------------------------
 
 
-def print_plan(config, runs, states, stream) -> None:
-    """The placement plan of a dry run: GPUs per run, start order, estimated wall time."""
+def print_plan(config, runs, states, stream) -> bool:
+    """The placement plan of a dry run: GPUs per run (and shard), start order, estimated wall
+    time, and each command as the parallel scheduler starts it. False when the study runs one
+    run at a time (the sequential listing follows)."""
     try:
         mode = choose(config)
     except PlacementError as e:
         _say(stream, f"[study] plan: {e}")
-        return
+        return False
     todo = [r for r in runs if states[r.label] != "done"]
     if not mode.parallel or not todo:
         _say(stream, "[study] plan: one run at a time" + (" (nothing to run)" if not todo else ""))
-        return
-    jobs = [_job(r, mode, config) for r in todo]
+        return False
     where = (
         f"Ray cluster at {mode.ray_address}"
         if mode.ray_address
         else (f"GPUs {','.join(map(str, mode.gpus.ids))}" if mode.gpus.ids else "the CPU")
     )
     ids = mode.gpus.ids[mode.scorer_gpus :] if mode.gpus.ids else tuple(range(64))
+    try:
+        units, sharded = plan_units(config, todo, mode, len(mode.gpus.ids) - mode.scorer_gpus)
+    except Exception as e:  # noqa: BLE001 (e.g. data unreachable: the plan says so)
+        _say(stream, f"[study] plan: cannot split the runs ({type(e).__name__}: {e})")
+        return False
+    jobs = [u.job for u in units]
+    by_label = {u.job.label: u for u in units}
     lines = [
         f"[study] plan on {where}"
         + (f" ({mode.gpus.memory_gb:g} GB each)" if mode.gpus.memory_gb else "")
     ]
-    if mode.separate_scoring:
+    if mode.separate_scoring or sharded:
         lines.append(
             "  scoring: one scorer process, reward model loaded once"
             + (
@@ -175,18 +187,26 @@ def print_plan(config, runs, states, stream) -> None:
                 else ""
             )
         )
-    slots = {s.label: s for s in simulate(jobs, ids, mode.max_parallel)}
+    for label, parts in sharded.items():
+        sizes = "/".join(str(len(p.indices)) for p in parts)
+        lines.append(f"  {label}: {len(parts)} shards of {sizes} conversations, merged, scored")
+    slots = {s.label: s for s in simulate(jobs, ids, mode.max_parallel, _dependencies(units))}
     known = all(j.est_s is not None for j in jobs)
     for job in order(jobs):
         slot = slots[job.label]
         size = f"~{job.size_gb:.0f} GB" if job.size_gb is not None else "size unknown"
-        gpus = ",".join(map(str, slot.gpu_ids)) if mode.gpus.ids and job.gpus else "-"
+        pinned = mode.gpus.ids and job.gpus and not mode.ray_address
+        gpus = ",".join(map(str, slot.gpu_ids)) if pinned else "-"
         timing = (
             f", starts at {_duration(slot.start_s)}, takes ~{_duration(job.est_s)}"
             if job.est_s is not None and known
             else (f", takes ~{_duration(job.est_s)}" if job.est_s is not None else "")
         )
-        lines.append(f"  {job.label}: {job.gpus} GPU(s) [{gpus}], {size}{timing}")
+        need = _needs(by_label[job.label].run.label, todo)
+        after = f", after {need}" if need else ""
+        lines.append(f"  {job.label}: {job.gpus} GPU(s) [{gpus}], {size}{timing}{after}")
+        env = f"CUDA_VISIBLE_DEVICES={gpus} " if pinned else ""
+        lines.append(f"    $ {env}{by_label[job.label].launch.shell_command()}")
     if known:
         wall = max(s.end_s for s in slots.values())
         longest = max(j.est_s for j in jobs)
@@ -195,11 +215,30 @@ def print_plan(config, runs, states, stream) -> None:
             f"one at a time {_duration(sum(j.est_s for j in jobs))})"
         )
     else:
-        missing = [j.label for j in jobs if j.est_s is None]
+        missing = sorted({by_label[j.label].run.label for j in jobs if j.est_s is None})
         lines.append(
             f"  estimated wall time: unknown (no earlier throughput for {', '.join(missing)})"
         )
+    for run in runs:
+        if states[run.label] == "done":
+            lines.append(f"[study] {run.label}: finished earlier, skipped")
     _say(stream, "\n".join(lines))
+    return True
+
+
+def _dependencies(units) -> dict[str, set[str]]:
+    """Job label -> the job labels that must end first (a judge run after its model's run,
+    or every shard of it)."""
+    by_run: dict[str, list[str]] = {}
+    for u in units:
+        by_run.setdefault(u.run.label, []).append(u.job.label)
+    runs = [u.run for u in units]
+    out = {}
+    for u in units:
+        need = _needs(u.run.label, runs)
+        if need is not None:
+            out[u.job.label] = set(by_run.get(need, ()))
+    return out
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -230,24 +269,24 @@ class LocalExecutor:
     def free(self) -> int:
         return len(self.pool.free)
 
-    def launch(self, run, gpus: int) -> str:
+    def launch(self, run, gpus: int, label: str) -> str:
         ids = self.pool.take(gpus) if gpus else ()
         if ids is None:
-            raise RuntimeError(f"{run.label}: launched without {gpus} free GPU(s)")  # a bug
-        self.held[run.label] = ids
+            raise RuntimeError(f"{label}: launched without {gpus} free GPU(s)")  # a bug
+        self.held[label] = ids
         if ids:
             run = replace(run, env=(*run.env, *cuda_env(ids).items()))
-        threading.Thread(target=self._run, args=(run,), daemon=True).start()
+        threading.Thread(target=self._run, args=(run, label), daemon=True).start()
         return f"GPU {','.join(map(str, ids))}" if ids else "the CPU"
 
-    def _run(self, run) -> None:
+    def _run(self, run, label: str) -> None:
         from rgen_harness.study import runner
 
         try:
             code = runner._execute(run, _LogOnly())
-            self.events.put(("generated", run.label, code, None))
+            self.events.put(("generated", label, code, None))
         except BaseException as e:  # noqa: BLE001 (handed to the main thread)
-            self.events.put(("error", run.label, None, e))
+            self.events.put(("error", label, None, e))
 
     def release(self, label: str) -> None:
         ids = self.held.pop(label, ())
@@ -341,27 +380,105 @@ class ScorerProcess:
         return self.loads
 
 
+@dataclass
+class _Unit:
+    """What the scheduler launches: a whole run, or one shard of a run."""
+
+    run: object  # runner.PlannedRun: the run it belongs to
+    launch: object  # the PlannedRun started (the run, its predict-only form, or a shard)
+    job: Job
+    shard: object = None  # shards.Shard, when it is one
+    separate: bool = False  # generated now, scored by the scorer afterwards
+    held: bool = True  # holds GPUs from the executor (a reused shard holds none)
+
+
+def plan_units(config, runs, mode: Mode, room: int) -> tuple[list[_Unit], dict[str, list]]:
+    """The units to launch for `runs` (all to be generated; `room`: GPUs for generation), and
+    each sharded run's shards."""
+    from rgen_harness.study import shards as shard_mod
+
+    jobs = {r.label: _job(r, mode, config) for r in runs}
+    counts = shard_counts(config, runs, jobs, mode, room)
+    units, sharded = [], {}
+    for run in runs:
+        job, n = jobs[run.label], counts.get(run.label, 1)
+        separate = run.key == "deita" and (mode.separate_scoring or n > 1)
+        if n > 1:
+            parts = shard_mod.split(run, shard_mod.run_indices(config, run), n)
+            sharded[run.label] = parts
+            est = job.est_s / len(parts) if job.est_s is not None else None
+            for part in parts:
+                part_job = replace(job, label=part.label, est_s=est)
+                units.append(_Unit(run, part.run, part_job, part, True))
+        else:
+            launch = generation_run(run) if separate else run
+            units.append(_Unit(run, launch, job, None, separate))
+    return units, sharded
+
+
+def shard_counts(config, runs, jobs: dict[str, Job], mode: Mode, room: int) -> dict[str, int]:
+    """Shards per run label (see `rgen_harness.study.shards`): a model's own `shards`, else
+    the study's; `auto` fills the GPUs every run leaves free, on GPUs only and never with
+    inline scoring."""
+    from rgen_harness.study import shards as shard_mod
+
+    fixed, auto = {}, []
+    for run in runs:
+        want = shard_mod.requested(config, run)
+        if not shard_mod.shardable(run) or config.scoring == "inline":
+            continue
+        if want == "auto":
+            auto.append(run)
+        elif want > 1:
+            fixed[run.label] = want
+    counts = dict(fixed)
+    if auto and room > 0 and mode.max_parallel is None:
+        ready = [j for j in jobs.values() if _needs(j.label, runs) is None]
+        fixed_jobs = [replace(j, gpus=j.gpus * fixed.get(j.label, 1)) for j in ready]
+        limits = {r.label: len(shard_mod.run_indices(config, r)) for r in auto}
+        timed = all(j.est_s is not None for j in ready)
+        sized = all(j.size_gb is not None for j in ready)
+        weights = {
+            j.label: (j.est_s if timed else j.size_gb if sized else 1.0) or 1.0 for j in ready
+        }
+        for label, n in shard_mod.auto_counts(fixed_jobs, weights, limits, room).items():
+            if n > 1 and label in limits:
+                counts[label] = n
+    return counts
+
+
+def _needs(label: str, runs) -> str | None:
+    """The run that must be finished first: a model's judge run reads its deita replies."""
+    model, _, key = label.partition("/")
+    if key.startswith("judge-") and any(r.label == f"{model}/deita" for r in runs):
+        return f"{model}/deita"
+    return None
+
+
 def run_parallel(config, runs, states, stream, mode: Mode):
     """Run `runs` side by side (see the module docstring); the sequential runner's outcome."""
     from rgen_harness.study import runner
-    from rgen_harness.study.finished import completion
 
     outcome = runner.StudyOutcome([], [], [])
-    separate = {r.label: mode.separate_scoring and r.key == "deita" for r in runs}
+    separate_mode = mode.separate_scoring
     generate, score_only = [], []
     for run in runs:
         state = states[run.label]
         if state == "done":
             _say(stream, f"[study] {run.label}: finished earlier, skipped")
             outcome.skipped.append(run.label)
-        elif separate[run.label] and state == "partial" and _complete(run, generated_dir(run)):
+        elif (
+            run.key == "deita"
+            and state == "partial"
+            and _complete(run, generated_dir(run))
+            and (separate_mode or config.scoring != "inline")
+        ):
             _say(stream, f"[study] {run.label}: generated earlier; scoring")
             score_only.append(run)
         else:
             if state == "partial":
                 runner._report_unfinished(run, stream, set_aside=True)
             generate.append(run)
-    jobs = {r.label: _job(r, mode, config) for r in generate}
     events: queue.Queue = queue.Queue()
     if mode.ray_address:
         from rgen_harness.study.ray_runner import RayExecutor
@@ -369,31 +486,82 @@ def run_parallel(config, runs, states, stream, mode: Mode):
         executor = RayExecutor(mode, events, config)
     else:
         executor = LocalExecutor(mode, events)
+    units, sharded = plan_units(config, generate, mode, executor.capacity - mode.scorer_gpus)
+    by_unit = {u.job.label: u for u in units}
     by_label = {r.label: r for r in runs}
     scorer = None
     running: set[str] = set()
     scoring: set[str] = set()
-    pending = order(list(jobs.values()))
+    ended: dict[str, dict[str, str | None]] = {label: {} for label in sharded}
+    started: set[str] = set()
+    instant: list = []  # events decided here (a shard reused from an earlier run)
+    pending = order([u.job for u in units])
+
+    def finished(label: str) -> bool:
+        return label in outcome.done or label in outcome.skipped
+
+    def ready(job: Job) -> bool:
+        need = _needs(by_unit[job.label].run.label, runs)
+        return need is None or finished(need)
+
+    def blocked() -> None:  # runs whose prerequisite failed cannot run
+        for job in list(pending):
+            need = _needs(by_unit[job.label].run.label, runs)
+            if need is not None and need in outcome.failed:
+                pending.remove(job)
+                run = by_unit[job.label].run
+                _failed(outcome, run, stream, f"not started: {need} failed")
+
+    def after_generation(run) -> None:
+        """A separately scored run whose generation is whole: to the scorer."""
+        runner._mask_results(replace(run, out_dir=generated_dir(run)))
+        _say(stream, f"[study] {run.label}: generated; scoring")
+        scorer.submit(run)
+        scoring.add(run.label)
+
     try:
-        if score_only or any(separate[r.label] for r in generate):
+        if score_only or any(u.separate for u in units):
             scorer = executor.start_scorer(config, mode.scorer_gpus)
             scorer.preload(config.task_metadata())
         check_placeable(pending, executor.capacity)
         for run in score_only:
             scorer.submit(run)
             scoring.add(run.label)
+        for label, parts in sharded.items():
+            _say(
+                stream,
+                f"[study] {label}: {len(parts)} shards of "
+                + "/".join(str(len(p.indices)) for p in parts)
+                + " conversations",
+            )
         while pending or running or scoring:
-            while job := next_fit(pending, executor.free(), len(running), mode.max_parallel):
+            blocked()
+            while job := next_fit(
+                [j for j in pending if ready(j)], executor.free(), len(running), mode.max_parallel
+            ):
                 pending.remove(job)
-                run = by_label[job.label]
-                runner._check_generation_cache(run)
-                verb = "resuming" if states[run.label] == "partial" else "running"
-                todo = generation_run(run) if separate[run.label] else run
-                where = executor.launch(todo, job.gpus)
-                running.add(run.label)
-                what = "generating (scored later)" if separate[run.label] else verb
-                _say(stream, f"[study] {run.label}: {what} on {where}\n$ {todo.shell_command()}")
-            event = executor.next_event(0.5)
+                unit = by_unit[job.label]
+                run = unit.run
+                if unit.shard is not None and run.label not in started:
+                    _start_sharded(run, sharded[run.label])
+                started.add(run.label)
+                if unit.shard is not None and _shard_done_earlier(unit.shard):
+                    _say(stream, f"[study] {job.label}: generated earlier, reused")
+                    instant.append(("generated", job.label, 0, None))
+                    running.add(job.label)
+                    unit.held = False
+                else:
+                    if unit.shard is None:
+                        runner._check_generation_cache(run)
+                    where = executor.launch(unit.launch, job.gpus, job.label)
+                    running.add(job.label)
+                    verb = "resuming" if states[run.label] == "partial" else "running"
+                    what = "generating (scored later)" if unit.separate else verb
+                    _say(
+                        stream,
+                        f"[study] {job.label}: {what} on {where}\n$ {unit.launch.shell_command()}",
+                    )
+            event = instant.pop(0) if instant else executor.next_event(0.5)
             if event is None:
                 continue
             kind, label, result, error = event
@@ -411,14 +579,35 @@ def run_parallel(config, runs, states, stream, mode: Mode):
                         )
                     scoring.clear()
                 continue
-            run = by_label[label]
             if kind == "generated":
+                unit = by_unit[label]
                 running.discard(label)
-                executor.release(label)
-                if not separate[label]:
-                    if result == 0 and set(run.tasks) <= completion(run.out_dir).done:
-                        outcome.done.append(label)
-                        _say(stream, f"[study] {label}: done")
+                if unit.held:
+                    executor.release(label)
+                run = unit.run
+                if unit.shard is not None:
+                    ok = result == 0 and _complete(unit.launch, unit.launch.out_dir)
+                    log = unit.launch.out_dir / runner.LOG_FILE
+                    ended[run.label][label] = (
+                        None if ok else (error or f"exit code {result}; see {log}")
+                    )
+                    if len(ended[run.label]) < len(sharded[run.label]):
+                        continue
+                    problems = [f"{k}: {v}" for k, v in sorted(ended[run.label].items()) if v]
+                    if problems:
+                        _failed(outcome, run, stream, "; ".join(problems))
+                        continue
+                    try:
+                        _merge_shards(run, sharded[run.label])
+                    except Exception as e:  # noqa: BLE001 (that run failed; the others go on)
+                        _failed(outcome, run, stream, f"merging its shards: {e}")
+                        continue
+                    _say(stream, f"[study] {run.label}: {len(sharded[run.label])} shards merged")
+                    after_generation(run)
+                elif not unit.separate:
+                    if result == 0 and _complete(run, run.out_dir):
+                        outcome.done.append(run.label)
+                        _say(stream, f"[study] {run.label}: done")
                     else:
                         _failed(
                             outcome,
@@ -427,10 +616,7 @@ def run_parallel(config, runs, states, stream, mode: Mode):
                             error or f"exit code {result}; see {run.out_dir / runner.LOG_FILE}",
                         )
                 elif result == 0 and _complete(run, generated_dir(run)):
-                    runner._mask_results(replace(run, out_dir=generated_dir(run)))
-                    _say(stream, f"[study] {label}: generated; scoring")
-                    scorer.submit(run)
-                    scoring.add(label)
+                    after_generation(run)
                 else:
                     _failed(
                         outcome,
@@ -439,8 +625,9 @@ def run_parallel(config, runs, states, stream, mode: Mode):
                         error or f"exit code {result}; see {run.out_dir / runner.LOG_FILE}",
                     )
             elif kind == "scored":
+                run = by_label[label]
                 scoring.discard(label)
-                if result and set(run.tasks) <= completion(run.out_dir).done:
+                if result and _complete(run, run.out_dir):
                     runner._mask_results(run)
                     outcome.done.append(label)
                     _say(stream, f"[study] {label}: scored, done")
@@ -467,6 +654,35 @@ def run_parallel(config, runs, states, stream, mode: Mode):
                 )
         raise
     return outcome
+
+
+def _start_sharded(run, parts) -> None:
+    """Before a sharded run's first shard: its run.json (the run's own settings, so a resume
+    checks them as for any run), every cache file of the run merged into one, each shard's
+    cache seeded from it, and shard folders of another layout removed."""
+    from rgen_harness.study import runner
+    from rgen_harness.study import shards as shard_mod
+
+    runner._start_record(
+        run, command=f"{len(parts)} shards: " + " ; ".join(p.run.shell_command() for p in parts)
+    )
+    shard_mod.consolidate_cache(run)
+    shard_mod.clear_other_layouts(run, parts)
+    for part in parts:
+        shard_mod.seed_cache(part)
+
+
+def _shard_done_earlier(shard) -> bool:
+    from rgen_harness.study import shards as shard_mod
+
+    return shard_mod.finished_earlier(shard)
+
+
+def _merge_shards(run, parts) -> None:
+    from rgen_harness.study import shards as shard_mod
+
+    shard_mod.merge(run, parts)
+    shard_mod.consolidate_cache(run)
 
 
 def _complete(run, folder: Path) -> bool:

@@ -64,10 +64,20 @@ def lmdeploy_models(specs: list[tuple[str, int]]) -> list[dict]:
     ]
 
 
-def result_files(study: Path) -> dict[str, bytes]:
-    """Every results and samples file under runs/, by relative path."""
-    out = {}
+TIMINGS = ("start_time", "end_time", "total_evaluation_time_seconds", "date")
+
+
+def result_files(study: Path) -> dict[str, object]:
+    """Every results and samples file under runs/, by relative path: samples as bytes, results
+    as parsed JSON without what records when and how fast they ran (times, throughput)."""
+    out: dict[str, object] = {}
     for path in sorted((study / "runs").rglob("*")):
-        if path.is_file() and path.name.startswith(("results_", "samples_")):
+        if path.is_file() and path.name.startswith("samples_"):
             out[str(path.relative_to(study))] = path.read_bytes()
+        elif path.is_file() and path.name.startswith("results_"):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for key in TIMINGS:
+                data.pop(key, None)
+            data.get("config", {}).pop("throughput", None)
+            out[str(path.relative_to(study))] = data
     return out

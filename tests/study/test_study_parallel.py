@@ -24,6 +24,7 @@ SECONDS = {"org/big": 1.5, "org/mid": 1.0, "org/small": 0.8, "org/tiny": 0.5, "o
 
 
 def _config(tmp_path, **overrides):
+    overrides.setdefault("shards", 1)  # whole runs here; shards: test_study_shards
     return base_config(
         tmp_path, models=lmdeploy_models(MODELS), gpus=[0, 1, 2, 3], gpu_memory_gb=80, **overrides
     )
@@ -75,7 +76,7 @@ def test_resume_and_refusal_work_in_parallel(tmp_path, sim):
     for f in (tmp_path / "study/runs/mid/deita").rglob("samples_deita_qcr_*"):
         f.write_text("")
     outcome, printed = study(raw)
-    assert outcome.done == ["mid/deita"] and "mid/deita: not finished" in printed
+    assert outcome.done == ["mid/deita"] and "mid/deita: not finished" in printed, printed
     raw["generation"] = {"max_gen_toks": 5}
     with pytest.raises(StudyConfigError, match="different settings"):
         study(raw)
