@@ -63,14 +63,14 @@ def make_templates(out: Path, chat: Path, reward: Path, data: str = "sample", li
 
 
 def _chosen_lines(src: Path, chosen: dict) -> str:
-    """With `--samples`: as lm-eval numbers them, the template's sample of each chosen dataset
-    index (cycling when the template has fewer), doc_id its position."""
+    """With `--samples`: the template's sample of each chosen dataset index (cycling when the
+    template has fewer), its doc_id the index as lm-eval logs it."""
     task = next(t for t in chosen if src.name.startswith(f"samples_{t}_"))
     lines = [json.loads(x) for x in src.read_text(encoding="utf-8").splitlines() if x]
     by_id = {line["doc_id"]: line for line in lines}
     out = []
-    for position, index in enumerate(sorted(chosen[task])):
-        line = dict(by_id.get(index, lines[index % len(lines)]), doc_id=position)
+    for index in sorted(chosen[task]):
+        line = dict(by_id.get(index, lines[index % len(lines)]), doc_id=index)
         out.append(json.dumps(line, ensure_ascii=False) + "\n")
     return "".join(out)
 

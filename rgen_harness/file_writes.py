@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,11 +81,15 @@ def write_json(path: str | Path, data: Any, *, setting: str | None = None) -> No
 def check_writable(folder: str | Path, setting: str | None = None) -> Path:
     """Create `folder` and prove a file can be written in it; `WriteFailed` otherwise."""
     folder = Path(folder)
-    probe = folder / f".write-check-{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        # a name of its own: runs started side by side check the same folders at once
+        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        try:
+            os.write(handle, b"ok")
+        finally:
+            os.close(handle)
+            os.unlink(probe)
     except OSError as e:
         raise explain(e, folder, setting) from None
     return folder

@@ -58,7 +58,7 @@ def score_run(generated: Path, out: Path, *, bootstrap_iters: int = 100000) -> l
     from rgen_harness.redact import mask_data
 
     by_folder: dict[Path, dict] = {}
-    for path in find_samples(generated):
+    for path in _in_task_order(generated, find_samples(generated)):
         task = SAMPLES_RE.match(path.name)["task"]
         rel = path.parent.relative_to(generated)
         summary = rescore_file(
@@ -79,6 +79,29 @@ def score_run(generated: Path, out: Path, *, bootstrap_iters: int = 100000) -> l
         )
         tasks += list(summaries)
     return tasks
+
+
+def _in_task_order(generated: Path, paths: list[Path]) -> list[Path]:
+    """Samples files in the order lm-eval evaluated their tasks (its results JSON's order):
+    the reward cache then fills as inline scoring filled it (the reference replies scored
+    with the first task), so the batches, and the float32 scores, are inline scoring's."""
+    from rgen_harness.commands.score import SAMPLES_RE
+
+    orders: dict[tuple[Path, str], list[str]] = {}
+
+    def rank(path: Path) -> tuple:
+        match = SAMPLES_RE.match(path.name)
+        rel, date, task = path.parent.relative_to(generated), match["date"], match["task"]
+        if (rel, date) not in orders:
+            try:
+                source = generated / rel / f"results_{date}.json"
+                orders[rel, date] = list(json.loads(source.read_text(encoding="utf-8"))["results"])
+            except (OSError, ValueError, KeyError, TypeError):
+                orders[rel, date] = []
+        tasks = orders[rel, date]
+        return (str(rel), date, tasks.index(task) if task in tasks else len(tasks), task)
+
+    return sorted(paths, key=rank)
 
 
 def preload(metadata: dict) -> None:

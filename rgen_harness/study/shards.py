@@ -8,9 +8,9 @@ ended, their samples are merged into the one generated folder an unsharded run w
 (`generated/<model>/deita/`), then the scoring phase scores it as usual, so results and
 report do not depend on the layout.
 
-lm-eval numbers the documents it evaluates with `--samples` 0, 1, ... in dataset order, so a
-shard's `doc_id` j is its j-th index; the merge maps it back to the position the conversation
-has in the whole run (what an unsharded run records) and orders the samples by it.
+lm-eval logs a sample's `doc_id` as its dataset index also under `--samples` (evaluator:
+`doc_id_true`), as an unsharded run does, so the merge keeps it, checks that each shard
+holds exactly its own conversations, and orders the samples by it.
 
 Generations are cached by content (lm-eval's `--use_cache` keys are hashes of the request), so
 a resume reuses them whatever the GPU layout was: before a sharded run starts, and after it
@@ -197,7 +197,6 @@ def merge(run, shards: list[Shard]) -> Path:
     from rgen_harness.study.scoring import generated_dir
 
     everything = sorted(i for s in shards for i in s.indices)
-    position = {index: n for n, index in enumerate(everything)}
     merged: dict[tuple[Path, str], list[dict]] = {}
     results: list[dict] = []
     rel_folder = None
@@ -205,8 +204,13 @@ def merge(run, shards: list[Shard]) -> Path:
         found = _outputs(shard)
         for rel, task, lines in found["samples"]:
             rel_folder = rel
-            for sample in lines:
-                sample["doc_id"] = position[shard.indices[sample["doc_id"]]]
+            ids = sorted(sample.get("doc_id") for sample in lines)
+            if ids != list(shard.indices):
+                raise RuntimeError(
+                    f"{shard.label}: its {task} samples are of conversations {ids[:10]}, "
+                    f"expected {list(shard.indices)[:10]}; delete {shard.run.out_dir} and run "
+                    "the study again (generations are cached)"
+                )
             merged.setdefault((rel, task), []).extend(lines)
         results.append(found["results"])
     out = generated_dir(run)

@@ -50,9 +50,9 @@ def test_judge_block_is_checked(tiny_dir, tmp_path):
         parse_study_config(raw)
 
 
-def test_study_runs_the_judge_after_generation_and_reports_it(tiny_dir, tmp_path):
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(config(tiny_dir, tmp_path)))
+def _run_study(raw: dict, tmp_path) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw))
     proc = subprocess.run(
         [sys.executable, "-m", "rgen_harness.cli", "study", str(path)],
         capture_output=True,
@@ -60,6 +60,17 @@ def test_study_runs_the_judge_after_generation_and_reports_it(tiny_dir, tmp_path
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def sequential(tiny_dir, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("sequential")
+    return tmp_path, _run_study(config(tiny_dir, tmp_path), tmp_path)
+
+
+def test_study_runs_the_judge_after_generation_and_reports_it(sequential):
+    tmp_path, proc = sequential
     order = [line for line in proc.stdout.splitlines() if line.startswith("[study] tiny/")]
     assert order[0].startswith("[study] tiny/deita: running")
     assert order[-1].startswith("[study] tiny/judge-tinyjudge: running")
@@ -74,3 +85,65 @@ def test_study_runs_the_judge_after_generation_and_reports_it(tiny_dir, tmp_path
     assert "deita_pairwise" not in row["benchmarks"]
     assert row["judge"]["pairs"] == 2
     assert row["judge"]["n"] == res["n,none"]
+
+
+LAYOUT = ("gpus", "scheduler", "shards", "max_parallel", "output_dir", "report_dir")
+
+
+def _report_files(folder) -> dict[str, object]:
+    """Every file of the report, without what records when it ran, how fast (throughput) or
+    on which layout, and with the study's own folder written as ROOT."""
+    import csv
+    import io
+    import re
+
+    def drop(value):
+        if isinstance(value, dict):
+            return {k: drop(v) for k, v in value.items() if k != "throughput"}
+        return [drop(v) for v in value] if isinstance(value, list) else value
+
+    out: dict[str, object] = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        name = str(path.relative_to(folder))
+        if path.suffix == ".png":
+            out[name] = path.read_bytes()
+            continue
+        text = path.read_text(encoding="utf-8").replace(str(folder.parent), "ROOT")
+        text = re.sub(r"\d{4}-\d\d-\d\dT[\d.-]+", "TIME", text)  # lm-eval's file stamps
+        if path.suffix == ".json":
+            data = drop(json.loads(text))
+            for key in LAYOUT:
+                data.get("study", {}).pop(key, None)
+            out[name] = data
+        elif path.suffix == ".csv":
+            rows = list(csv.DictReader(io.StringIO(text)))
+            out[name] = [
+                {k: v for k, v in r.items() if not k.startswith("throughput_")} for r in rows
+            ]
+        elif path.suffix == ".md":
+            text = re.sub(r"Generated \S+ \S+ ", "Generated ", text)
+            out[name] = re.sub(r"## Throughput\n.*?(?=\n## |\Z)", "", text, flags=re.S)
+        else:
+            out[name] = text
+    return out
+
+
+def test_parallel_study_with_shards_reports_what_the_sequential_one_does(
+    tiny_dir, tmp_path, sequential
+):
+    """Three (pretend) GPUs: the model's conversations go to three engines, are merged and
+    scored in the scoring phase, and the judge starts once they are; the report equals the
+    sequential study's."""
+    seq_path, _ = sequential
+    raw = config(tiny_dir, tmp_path)
+    raw.update(gpus=[0, 1, 2], scheduler="parallel")
+    proc = _run_study(raw, tmp_path)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("[study] tiny/")]
+    assert "[study] tiny/deita: 3 shards of 1/1/1 conversations" in lines, lines
+    merged = lines.index("[study] tiny/deita: 3 shards merged")
+    judge = next(i for i, x in enumerate(lines) if x.startswith("[study] tiny/judge-tinyjudge: "))
+    scored = lines.index("[study] tiny/deita: scored, done")
+    assert merged < scored < judge, lines
+    assert _report_files(tmp_path / "report") == _report_files(seq_path / "report")
