@@ -2,10 +2,11 @@
 study scheduler's tests and `benchmarks/study_parallel.py`.
 
 As a child (`python benchmarks/sim_lm_eval.py <lm_eval arguments>`) it sleeps as long as the
-run would take on a GPU (`SIM_SECONDS`: JSON {pretrained: seconds}; an inline-scored run adds
-`SIM_REWARD_LOAD_S` for loading the reward model), printing a line a tenth of a second, then
-copies real lm_eval output (`SIM_TEMPLATES/predicted` for `--predict_only`, else
-`SIM_TEMPLATES/inline`, see `make_templates`) into `--output_path`, with
+run would take on a GPU (`SIM_SECONDS`: JSON {pretrained: seconds}, for a shard its share of
+`SIM_CONVERSATIONS`; an inline-scored run adds `SIM_REWARD_LOAD_S` for loading the reward
+model), printing a line a tenth of a second, then copies real lm_eval output
+(`SIM_TEMPLATES/predicted` for `--predict_only`, else `SIM_TEMPLATES/inline`, see
+`make_templates`) into `--output_path` (with `--samples`, the chosen conversations), with
 `config.throughput` as the lmdeploy model records it. It writes `SIM_RECORDS/<pid>.json`
 (its model, CUDA_VISIBLE_DEVICES, start, end, whether it loaded the reward model) when it
 starts and again when it ends.
@@ -86,6 +87,10 @@ def main(argv: list[str]) -> int:
     model_args = json.loads(_opt(argv, "--model_args"))
     predict_only = "--predict_only" in argv
     seconds = json.loads(os.environ.get("SIM_SECONDS", "{}")).get(model_args["pretrained"], 0.5)
+    if "--samples" in argv and os.environ.get("SIM_CONVERSATIONS"):
+        # a shard: its share of the run's conversations (SIM_CONVERSATIONS in the whole run)
+        chosen = json.loads(_opt(argv, "--samples"))
+        seconds *= len(next(iter(chosen.values()))) / int(os.environ["SIM_CONVERSATIONS"])
     scores_inline = not predict_only and "reward" in _opt(argv, "--metadata")
     load_s = float(os.environ.get("SIM_REWARD_LOAD_S", "0")) if scores_inline else 0.0
     records = Path(os.environ["SIM_RECORDS"])

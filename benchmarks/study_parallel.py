@@ -1,6 +1,7 @@
 """The six-model study on a simulated 8-GPU node: one run at a time with inline scoring (what a
 study did before the scheduler) against the parallel scheduler with scoring as its own phase,
-and optionally the same study on a local Ray cluster. Prints a table.
+with and without shards inside a model (`shards: auto`, weighed by the throughput the run
+without them measured), and optionally the same study on a local Ray cluster. Prints a table.
 
 Simulated: each model's lm_eval is `benchmarks/sim_lm_eval.py`, which sleeps for the model's
 GPU time, `--seconds-per-b` seconds per billion parameters (InternLM2.5-7B 7.7, InternLM2.5-20B
@@ -41,6 +42,9 @@ SIZES_B = {
 }
 
 
+CONVERSATIONS = 3  # the templates' (real lm_eval output of the tiny models)
+
+
 def _config(root: Path, name: str, metadata: dict, **extra) -> dict:
     reward = {k[len("reward_") :]: v for k, v in metadata.items() if k.startswith("reward_")}
     return {
@@ -50,7 +54,7 @@ def _config(root: Path, name: str, metadata: dict, **extra) -> dict:
             for m in SIZES_B
         ],
         "data": {"path": "sample"},
-        "limit": 3,
+        "limit": CONVERSATIONS,
         "scorers": ["rouge", "reward"],
         "reward": reward,
         "output_dir": str(root / "studies" / name),
@@ -142,6 +146,7 @@ def main() -> None:
         SIM_TEMPLATES=str(root / "templates"),
         SIM_SECONDS=json.dumps(seconds),
         SIM_REWARD_LOAD_S=str(args.reward_load_s),
+        SIM_CONVERSATIONS=str(CONVERSATIONS),
     )
     slowest = max(seconds.values()) + 0.0
     rows = []
@@ -149,13 +154,22 @@ def main() -> None:
     wall, outcome = _run(raw, root / "rec-seq")
     rows.append(_row("one at a time, inline scoring", wall, outcome, root / "rec-seq", slowest, 8))
     gpus = list(range(8))
-    raw = _config(root, "parallel", metadata, gpus=gpus)
+    raw = _config(root, "parallel", metadata, gpus=gpus, shards=1)
     wall, outcome = _run(raw, root / "rec-par")
     rows.append(_row("parallel, scoring phase", wall, outcome, root / "rec-par", slowest, 8))
+    # shards: auto, weighed by the throughput the run above measured
+    raw = _config(root, "shards", metadata, gpus=gpus)
+    wall, outcome = _run(raw, root / "rec-shards")
+    rows.append(
+        _row(
+            "parallel, shards: auto, scoring phase", wall, outcome, root / "rec-shards", slowest, 8
+        )
+    )
+    same_shards = _same(root / "studies/parallel", root / "studies/shards")
     if args.ray_local:
         head, address = _ray_head(root / "ray")
         try:
-            raw = _config(root, "ray", metadata, ray={"address": address})
+            raw = _config(root, "ray", metadata, ray={"address": address}, shards=1)
             wall, outcome = _run(raw, root / "rec-ray")
             rows.append(
                 _row("Ray (local, 8 fake GPUs)", wall, outcome, root / "rec-ray", slowest, 8)
@@ -177,17 +191,27 @@ def main() -> None:
             f"| {r['mode']} | {r['wall_s']:.1f} | {r['ratio']:.2f}x | {r['loads']} | {idle} |"
             + ("" if r["done"] == 6 else f" ({r['done']}/6 runs done)")
         )
+    print(f"results files with shards identical to those without (timings aside): {same_shards}")
     if args.ray_local:
         print(f"Ray results files identical to the local scheduler's: {same}")
 
 
 def _same(a: Path, b: Path) -> bool:
+    """The same samples files, byte for byte, and results files but for times and throughput."""
+
     def files(root: Path) -> dict:
-        return {
-            str(p.relative_to(root)): p.read_bytes()
-            for p in sorted((root / "runs").rglob("*"))
-            if p.is_file() and p.name.startswith(("results_", "samples_"))
-        }
+        out = {}
+        for p in sorted((root / "runs").rglob("*")):
+            if p.is_file() and p.name.startswith("samples_"):
+                out[str(p.relative_to(root))] = p.read_bytes()
+            elif p.is_file() and p.name.startswith("results_"):
+                data = json.loads(p.read_text(encoding="utf-8"))
+                for key in ("start_time", "end_time", "total_evaluation_time_seconds", "date"):
+                    data.pop(key, None)
+                data.get("config", {}).pop("throughput", None)
+                data["config"].pop("model_args", None)
+                out[str(p.relative_to(root))] = data
+        return out
 
     return files(a) == files(b) and bool(files(a))
 
