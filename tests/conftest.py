@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,42 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def task_folders_indexed_once():
+    """In this test process, lm-eval's own task folder and rgen_harness/tasks/ are indexed once:
+    every in-process `TaskManager` (each `simple_evaluate` builds one) otherwise walks the
+    ~15,000 task YAML files again (about 5 s). Other folders (a test's include_path) are indexed
+    on every call, as lm-eval does; `lm_eval` commands run by tests are not affected."""
+    import lm_eval.tasks
+    from lm_eval.tasks._index import TaskIndex
+
+    import rgen_harness
+
+    fixed = (
+        Path(lm_eval.tasks.__file__).parent.resolve(),
+        (Path(rgen_harness.__file__).parent / "tasks").resolve(),
+    )
+    original = TaskIndex.build
+    built: dict[tuple, dict] = {}
+
+    def build(paths, *, resolve_includes=True):
+        index = {}
+        for root in paths:  # later folders win on a name clash, as in TaskIndex.build
+            resolved = Path(root).resolve()
+            key = (resolved, resolve_includes)
+            if resolved not in fixed:
+                index.update(original([root], resolve_includes=resolve_includes))
+                continue
+            if key not in built:
+                built[key] = original([root], resolve_includes=resolve_includes)
+            index.update(built[key])  # entries are read, not changed (TaskFactory copies cfg)
+        return index
+
+    TaskIndex.build = staticmethod(build)
+    yield
+    TaskIndex.build = staticmethod(original)
 
 
 @pytest.fixture(scope="session")
