@@ -64,7 +64,26 @@ def tiny_dir(tmp_path_factory):
     return root
 
 
+# The longest files (each over a minute on 2 CPUs) start first, so that parallel workers
+# (pytest-xdist, one file per worker at a time) do not end waiting on one of them.
+LONG_FILES = (
+    "study/test_shipped_configs.py",
+    "models/test_families.py",
+    "study/test_study_scoring_phase.py",
+    "served/test_served_deita.py",
+)
+
+
+def _long_first(item) -> int:
+    path = Path(str(item.fspath)).as_posix()
+    for rank, name in enumerate(LONG_FILES):
+        if path.endswith("/tests/" + name):
+            return rank
+    return len(LONG_FILES)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_long_first)  # stable: the order within a file and among the rest is kept
     try:
         import torch
 
