@@ -17,39 +17,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def task_folders_indexed_once():
-    """In this test process, lm-eval's own task folder and rgen_harness/tasks/ are indexed once:
-    every in-process `TaskManager` (each `simple_evaluate` builds one) otherwise walks the
-    ~15,000 task YAML files again (about 5 s). Other folders (a test's include_path) are indexed
-    on every call, as lm-eval does; `lm_eval` commands run by tests are not affected."""
-    import lm_eval.tasks
+def lm_eval_tasks_indexed_once(tmp_path_factory):
+    """lm-eval's own task folder is indexed once for the session, in this process and in the
+    processes it starts (`lm_eval` commands, study runs): tests/subprocess_site/."""
     from lm_eval.tasks._index import TaskIndex
+    from subprocess_site.task_index_once import INDEX_ENV, build_and_save, once_per_root
 
-    import rgen_harness
-
-    fixed = (
-        Path(lm_eval.tasks.__file__).parent.resolve(),
-        (Path(rgen_harness.__file__).parent / "tasks").resolve(),
-    )
+    kept = build_and_save(tmp_path_factory.getbasetemp() / "lm_eval_task_index.pickle")
     original = TaskIndex.build
-    built: dict[tuple, dict] = {}
-
-    def build(paths, *, resolve_includes=True):
-        index = {}
-        for root in paths:  # later folders win on a name clash, as in TaskIndex.build
-            resolved = Path(root).resolve()
-            key = (resolved, resolve_includes)
-            if resolved not in fixed:
-                index.update(original([root], resolve_includes=resolve_includes))
-                continue
-            if key not in built:
-                built[key] = original([root], resolve_includes=resolve_includes)
-            index.update(built[key])  # entries are read, not changed (TaskFactory copies cfg)
-        return index
-
-    TaskIndex.build = staticmethod(build)
+    TaskIndex.build = staticmethod(once_per_root(original, kept))
+    saved = {name: os.environ.get(name) for name in (INDEX_ENV, "PYTHONPATH")}
+    os.environ[INDEX_ENV] = str(tmp_path_factory.getbasetemp() / "lm_eval_task_index.pickle")
+    site = str(Path(__file__).parent / "subprocess_site")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (site, saved["PYTHONPATH"]) if p)
     yield
     TaskIndex.build = staticmethod(original)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
