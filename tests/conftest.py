@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,29 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lm_eval_tasks_indexed_once(tmp_path_factory):
+    """lm-eval's own task folder is indexed once for the session, in this process and in the
+    processes it starts (`lm_eval` commands, study runs): tests/subprocess_site/."""
+    from lm_eval.tasks._index import TaskIndex
+    from subprocess_site.task_index_once import INDEX_ENV, build_and_save, once_per_root
+
+    kept = build_and_save(tmp_path_factory.getbasetemp() / "lm_eval_task_index.pickle")
+    original = TaskIndex.build
+    TaskIndex.build = staticmethod(once_per_root(original, kept))
+    saved = {name: os.environ.get(name) for name in (INDEX_ENV, "PYTHONPATH")}
+    os.environ[INDEX_ENV] = str(tmp_path_factory.getbasetemp() / "lm_eval_task_index.pickle")
+    site = str(Path(__file__).parent / "subprocess_site")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (site, saved["PYTHONPATH"]) if p)
+    yield
+    TaskIndex.build = staticmethod(original)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +51,26 @@ def tiny_dir(tmp_path_factory):
     return root
 
 
+# The longest files (each over a minute on 2 CPUs) start first, so that parallel workers
+# (pytest-xdist, one file per worker at a time) do not end waiting on one of them.
+LONG_FILES = (
+    "study/test_shipped_configs.py",
+    "models/test_families.py",
+    "study/test_study_scoring_phase.py",
+    "served/test_served_deita.py",
+)
+
+
+def _long_first(item) -> int:
+    path = Path(str(item.fspath)).as_posix()
+    for rank, name in enumerate(LONG_FILES):
+        if path.endswith("/tests/" + name):
+            return rank
+    return len(LONG_FILES)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_long_first)  # stable: the order within a file and among the rest is kept
     try:
         import torch
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 
 import pytest
@@ -95,14 +96,33 @@ def test_lmdeploy_cpu_engine(tiny_dir, charrm_dir, tmp_path):
     assert 1.0 <= results["overall,none"] <= 5.0
 
 
-def test_trust_and_typos_are_checked_at_load(tiny_dir, charrm_dir, tmp_path):
-    for metadata, message in (
-        ({"charactereval_path": "sample", "charrm_model": str(charrm_dir)},
-         "charrm_trust_remote_code"),
+def test_trust_is_checked_at_load(tiny_dir, charrm_dir, tmp_path):
+    metadata = {"charactereval_path": "sample", "charrm_model": str(charrm_dir)}
+    cmd = ["lm_eval", "--model", "hf", "--model_args", f"pretrained={tiny_dir / 'chat'}",
+           "--tasks", "charactereval", "--metadata", json.dumps(metadata)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "charrm_trust_remote_code" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
         ({"charactereval_path": "sample", "charrm_modle": "x"}, "Did you mean 'charrm_model'"),
         ({"charactereval_pth": "sample"}, "Did you mean 'charactereval_path'"),
-    ):  # fmt: skip
-        cmd = ["lm_eval", "--model", "hf", "--model_args", f"pretrained={tiny_dir / 'chat'}",
-               "--tasks", "charactereval", "--metadata", json.dumps(metadata)]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+    ],
+)
+def test_metadata_typos_are_refused_at_load(tiny_dir, metadata, message):
+    """As the command line loads the task (lm-eval's simple_evaluate, TaskManager given
+    model_args | metadata), in this process."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    model_args = {"pretrained": str(tiny_dir / "chat")}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        simple_evaluate(
+            model="hf",
+            model_args=model_args,
+            tasks=["charactereval"],
+            device="cpu",
+            task_manager=TaskManager(metadata={**model_args, **metadata}),
+        )

@@ -157,6 +157,29 @@ def family_dir(request, tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def loaded_tokenizers():
+    return {}
+
+
+@pytest.fixture
+def tokenizer_loaded_once(loaded_tokenizers, monkeypatch):
+    """lm-eval's clients load their tokenizer with `AutoTokenizer.from_pretrained`; each folder
+    is read once in this module (a real vocabulary takes about a second to read) and every
+    client of a family gets that tokenizer, as the backend and the reference share one."""
+    import transformers
+
+    original = transformers.AutoTokenizer.from_pretrained
+
+    def from_pretrained(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in loaded_tokenizers:
+            loaded_tokenizers[key] = original(path, *args, **kwargs)
+        return loaded_tokenizers[key]
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+
+
 MODES = {
     "completions, token ids": ("LocalCompletionsAPI", {}),
     "completions, token ids with special tokens": ("LocalCompletionsAPI", {"add_bos_token": True}),
@@ -166,7 +189,7 @@ MODES = {
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_served_rounds_equal_the_reference(family_dir, mode, monkeypatch):
+def test_served_rounds_equal_the_reference(family_dir, mode, tokenizer_loaded_once, monkeypatch):
     from lm_eval.models import openai_completions
 
     monkeypatch.setattr(runner, "FIRST_CHUNK", 5)  # several chunks, sent while budgeting

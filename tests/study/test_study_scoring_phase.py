@@ -132,7 +132,7 @@ def test_ray_cluster_gives_the_local_schedulers_results():
     """Runs the Ray check below in its own pytest process: a Ray driver leaves a SIGTERM handler
     and state behind in the process that called ray.init, which later tests must not inherit."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
          f"{__file__}::test_ray_cluster_inner"],
         env=dict(os.environ, **{INNER: "1"}), capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
