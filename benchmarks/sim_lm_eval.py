@@ -9,7 +9,8 @@ model), printing a line a tenth of a second, then copies real lm_eval output
 `make_templates`) into `--output_path` (with `--samples`, the chosen conversations), with
 `config.throughput` as the lmdeploy model records it. It writes `SIM_RECORDS/<pid>.json`
 (its model, CUDA_VISIBLE_DEVICES, start, end, whether it loaded the reward model) when it
-starts and again when it ends.
+starts and again when it ends. `SIM_FAIL_INDEX=i`: each model's first run given conversation i
+in its `--samples` exits 1 without output.
 """
 
 from __future__ import annotations
@@ -109,6 +110,13 @@ def main(argv: list[str]) -> int:
     while (left := deadline - time.monotonic()) > 0:
         print(f"step {left:.1f}s left", flush=True)
         time.sleep(min(0.1, left))
+    fail = os.environ.get("SIM_FAIL_INDEX")  # a model's run of this conversation fails, once
+    marker = records / f"failed-{fail}-{model_args['pretrained'].replace('/', '_')}"
+    if fail is not None and "--samples" in argv and not marker.exists():
+        if int(fail) in next(iter(json.loads(_opt(argv, "--samples")).values())):
+            marker.write_text("")
+            print(f"simulated failure on conversation {fail}", flush=True)
+            return 1
     template = Path(os.environ["SIM_TEMPLATES"]) / ("predicted" if predict_only else "inline")
     chosen = json.loads(_opt(argv, "--samples")) if "--samples" in argv else None
     for src in sorted(template.rglob("*")):

@@ -78,6 +78,12 @@ def test_default_study_config_runs_end_to_end_and_resumes(tiny_study_models, tmp
     config["subset"] = {"size": 2, "seed": 0}
     config["generation"]["max_gen_toks"] = 6
     config["output_dir"], config["report_dir"] = "studies/default", "results/default"
+    # The node the study's users have: 8 GPUs (ids handed out and pinned by the scheduler; the
+    # CPU engine runs whatever CUDA_VISIBLE_DEVICES says), so the default there is theirs: runs
+    # side by side, the scoring phase with the reward model on lmdeploy, shards where GPUs are
+    # left free.
+    assert "gpus" not in config and "scheduler" not in config
+    config["gpus"] = list(range(8))
     cfg = tmp_path / "study_default.yaml"
     cfg.write_text(yaml.safe_dump(config))
 
@@ -95,7 +101,10 @@ def test_default_study_config_runs_end_to_end_and_resumes(tiny_study_models, tmp
     text = json.dumps(rows)
     for model in config["models"]:
         assert model["name"] in text
-    results = sorted((tmp_path / "studies/default").rglob("results_*.json"))
+    printed = first.stdout
+    assert "[study] scoring: reward model loaded 1 time(s)" in printed, printed[-3000:]
+    assert "shards merged" in printed and "generating (scored later) on GPU" in printed
+    results = sorted((tmp_path / "studies/default/runs").rglob("results_*.json"))
     assert len(results) == len(config["models"])
     for path in results:
         data = json.loads(path.read_text())

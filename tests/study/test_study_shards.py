@@ -138,6 +138,26 @@ def test_sharded_study_writes_the_unsharded_results(templates, tmp_path, monkeyp
     assert result_files(tmp_path / "sharded") == result_files(tmp_path / "whole")
 
 
+@pytest.mark.slow
+def test_a_failed_shard_fails_its_run_and_only_it_runs_again(templates, tmp_path, monkeypatch):
+    folder, metadata = templates
+    seconds = {"org/m7b": 0.3, "org/m1b": 0.3}
+    use_sim(monkeypatch, folder, tmp_path / "rec-whole", seconds)
+    study(_config(tmp_path, metadata, "whole", shards=1))
+    monkeypatch.setenv("SIM_RECORDS", str(tmp_path / "rec"))
+    monkeypatch.setenv("SIM_FAIL_INDEX", "1")
+    raw = _config(tmp_path, metadata, "sharded", shards=3)
+    outcome, printed = study(raw)
+    assert sorted(outcome.failed) == ["m1b/deita", "m7b/deita"], printed
+    assert "m7b/deita: FAILED (m7b/deita#2of3: exit code 1; see " in printed
+    assert "deita.shards/2of3/lm_eval.log" in printed
+    outcome, printed = study(raw)
+    assert sorted(outcome.done) == ["m1b/deita", "m7b/deita"], printed
+    assert printed.count("generated earlier, reused") == 4  # shards 1 and 3 of each model
+    assert "m7b/deita#2of3: generating (scored later)" in printed
+    assert result_files(tmp_path / "sharded") == result_files(tmp_path / "whole")
+
+
 def test_dry_run_prints_shards_and_their_commands(templates, tmp_path):
     _, metadata = templates
     raw = _config(tmp_path, metadata, "plan", scorers=["rouge"], reward={})
