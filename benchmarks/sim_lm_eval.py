@@ -112,11 +112,11 @@ def main(argv: list[str]) -> int:
         time.sleep(min(0.1, left))
     fail = os.environ.get("SIM_FAIL_INDEX")  # a model's run of this conversation fails, once
     marker = records / f"failed-{fail}-{model_args['pretrained'].replace('/', '_')}"
-    if fail is not None and "--samples" in argv and not marker.exists():
-        if int(fail) in next(iter(json.loads(_opt(argv, "--samples")).values())):
-            marker.write_text("")
-            print(f"simulated failure on conversation {fail}", flush=True)
-            return 1
+    chosen_ids = json.loads(_opt(argv, "--samples")) if "--samples" in argv else {}
+    if fail is not None and not marker.exists() and int(fail) in sum(chosen_ids.values(), []):
+        marker.write_text("")
+        print(f"simulated failure on conversation {fail}", flush=True)
+        return 1
     template = Path(os.environ["SIM_TEMPLATES"]) / ("predicted" if predict_only else "inline")
     chosen = json.loads(_opt(argv, "--samples")) if "--samples" in argv else None
     for src in sorted(template.rglob("*")):

@@ -82,7 +82,7 @@ def test_default_study_config_runs_end_to_end_and_resumes(tiny_study_models, tmp
     # CPU engine runs whatever CUDA_VISIBLE_DEVICES says), so the default there is theirs: runs
     # side by side, the scoring phase with the reward model on lmdeploy, shards where GPUs are
     # left free.
-    assert "gpus" not in config and "scheduler" not in config
+    assert config["gpus"] is None and config["scheduler"] == "auto"
     config["gpus"] = list(range(8))
     cfg = tmp_path / "study_default.yaml"
     cfg.write_text(yaml.safe_dump(config))
