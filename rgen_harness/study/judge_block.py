@@ -81,9 +81,11 @@ def judge_metadata(config, model_name: str) -> dict[str, Any]:
     return md
 
 
-def judge_runs(config, study_dir: Path) -> list:
+def judge_runs(config, study_dir: Path, replies: dict[str, str] | None = None) -> list:
     """One PlannedRun per model: the judge on that model's QCR vs QR replies (none without a
-    `judge:` block or without both deita tasks)."""
+    `judge:` block or without both deita tasks). `replies`: each model's deita run fingerprint,
+    part of its judge run's settings, so verdicts on replies made with other settings are
+    never taken for verdicts on the new ones."""
     judge = getattr(config, "judge", None)
     if judge is None or not {"deita_qr", "deita_qcr"} <= set(config.tasks):
         return []
@@ -104,6 +106,8 @@ def judge_runs(config, study_dir: Path) -> list:
         argv += ["--metadata", json.dumps(metadata, ensure_ascii=False)]
         settings["metadata"] = metadata
         settings["judge"] = judge.name
+        if replies and model.name in replies:
+            settings["judged_run"] = replies[model.name]
         runs.append(_finish(spec, judge.run_key(), (TASK,), argv, settings, config, study_dir))
     return runs
 

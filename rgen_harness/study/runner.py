@@ -200,7 +200,8 @@ def plan_runs(
             runs.append(_benchmark_run(config, model, group, f"bench-{i + 1}", study_dir))
     from rgen_harness.study.judge_block import judge_runs
 
-    return runs + judge_runs(config, study_dir)  # after every model's generation
+    replies = {r.model.name: r.fingerprint for r in runs if r.key == "deita"}
+    return runs + judge_runs(config, study_dir, replies)  # after every model's generation
 
 
 def _charactereval_planner(config: StudyConfig, dry_run: bool):

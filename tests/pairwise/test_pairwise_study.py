@@ -50,6 +50,24 @@ def test_judge_block_is_checked(tiny_dir, tmp_path):
         parse_study_config(raw)
 
 
+def test_a_judge_run_is_tied_to_the_replies_it_judged(tiny_dir, tmp_path):
+    """New generation settings make new replies: the old verdicts are refused like any run
+    whose settings changed, not shown beside the new rewards."""
+    from rgen_harness.study import runner
+
+    def plan(raw):
+        runs = runner.plan_runs(parse_study_config(raw), None)
+        return {r.key: r for r in runs}
+
+    raw = config(tiny_dir, tmp_path)
+    before = plan(raw)
+    assert before["judge-tinyjudge"].settings["judged_run"] == before["deita"].fingerprint
+    raw["generation"]["max_gen_toks"] = 9
+    after = plan(raw)
+    assert after["judge-tinyjudge"].fingerprint != before["judge-tinyjudge"].fingerprint
+    assert after["judge-tinyjudge"].settings["judged_run"] == after["deita"].fingerprint
+
+
 def _run_study(raw: dict, tmp_path) -> subprocess.CompletedProcess:
     path = tmp_path / f"{raw['name']}.yaml"
     path.write_text(yaml.safe_dump(raw))
