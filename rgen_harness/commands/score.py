@@ -151,10 +151,23 @@ def run(args) -> int:
         return 1
 
 
+def rescorer(task: str, metadata: dict):
+    """The function that scores a task's samples file, and the metadata it takes: CharRM's for
+    charactereval (no reward keys), the reward and reference scorers' for any other task."""
+    from rgen_harness.metrics.charrm.samples import is_charactereval
+
+    if is_charactereval(task):
+        from rgen_harness.metrics.charrm.samples import rescore_file
+
+        return rescore_file, {k: v for k, v in metadata.items() if not k.startswith("reward_")}
+    from rgen_harness.metrics.reward.samples import rescore_file
+
+    return rescore_file, {k: v for k, v in metadata.items() if not k.startswith("charrm_")}
+
+
 def _run(args) -> int:
     from rgen_harness.file_writes import check_writable
-    from rgen_harness.metrics.charrm.samples import is_charactereval
-    from rgen_harness.metrics.reward.samples import rescore_file, write_results
+    from rgen_harness.metrics.reward.samples import write_results
 
     files = find_samples(args.path)
     root = args.path if args.path.is_dir() else args.path.parent
@@ -175,13 +188,7 @@ def _run(args) -> int:
         metadata = {**run_metadata(path, task), **given}
         out_dir = out_root / path.parent.relative_to(root)
         print(f"scoring {path} ({task})", file=sys.stderr, flush=True)
-        rescore = rescore_file
-        if is_charactereval(task):
-            from rgen_harness.metrics.charrm.samples import rescore_file as rescore
-
-            metadata = {k: v for k, v in metadata.items() if not k.startswith("reward_")}
-        else:
-            metadata = {k: v for k, v in metadata.items() if not k.startswith("charrm_")}
+        rescore, metadata = rescorer(task, metadata)
         summary = rescore(path, out_dir / path.name, task=task, metadata=metadata)
         folder = by_folder.setdefault(out_dir, {})
         if task in folder:

@@ -74,7 +74,11 @@ def _run(args, config) -> int:
         flush=True,
     )
     if outcome.scorer_loads is not None:
-        print(f"[study] scoring: reward model loaded {outcome.scorer_loads} time(s)", flush=True)
+        charrm = f", CharRM {outcome.charrm_loads} time(s)" if outcome.charrm_loads else ""
+        print(
+            f"[study] scoring: reward model loaded {outcome.scorer_loads} time(s){charrm}",
+            flush=True,
+        )
     if report:
         files = build_report(config.study_dir, config.results_dir)
         print(

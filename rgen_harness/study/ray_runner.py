@@ -68,10 +68,10 @@ class _Scorer:
             return label, False, f"{type(e).__name__}: {e}"
         return label, True, None
 
-    def loads(self) -> int:
-        from rgen_harness.study.scoring import reward_loads
+    def loads(self) -> tuple[int, int]:
+        from rgen_harness.study.scoring import charrm_loads, reward_loads
 
-        return reward_loads()
+        return reward_loads(), charrm_loads()
 
 
 class RayExecutor:
@@ -163,6 +163,7 @@ class RayExecutor:
 class _ActorScorer:
     def __init__(self, executor: RayExecutor, actor) -> None:
         self.executor, self.actor = executor, actor
+        self.charrm_loads: int | None = None
 
     def preload(self, metadata: dict) -> None:
         self.actor.preload.remote(metadata)
@@ -178,7 +179,7 @@ class _ActorScorer:
         if self.executor.actor is None:
             return None
         try:
-            loads = ray.get(self.actor.loads.remote(), timeout=60)
+            loads, self.charrm_loads = ray.get(self.actor.loads.remote(), timeout=60)
         except Exception as e:  # noqa: BLE001
             print(f"[study] the scorer actor did not answer: {e}", file=sys.stderr)
             loads = None

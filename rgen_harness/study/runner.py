@@ -321,6 +321,7 @@ class StudyOutcome:
     skipped: list[str]
     failed: list[str]
     scorer_loads: int | None = None  # reward models the separate scorer loaded (None: inline)
+    charrm_loads: int | None = None  # CharRM models it loaded (role-play runs)
 
 
 def prepare(config: StudyConfig, *, dry_run: bool = False, stream=None) -> dict | None:

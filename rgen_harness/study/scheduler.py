@@ -43,6 +43,9 @@ from rgen_harness.study.placement import (
 from rgen_harness.study.scoring import generated_dir, generation_run
 
 SCORING_LOG = "scoring.log"
+# Runs whose replies the scoring phase scores (reward and reference scorers; CharRM for
+# role-play); any other run (benchmarks, the judge) is scored inside its own lm_eval.
+SCORED_LATER = ("deita", "charactereval")
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,17 @@ def choose(config) -> Mode:
 
 
 def _scorer_gpus(config) -> int:
+    """GPUs set aside for the scorer process: the reward model's tp (none when it is served
+    or on the CPU), at least one when it also holds CharRM on a GPU."""
     reward = config.reward
-    if not reward_enabled(config):
-        return 0
-    if reward.get("backend") == "server" or str(reward.get("device", "")).startswith("cpu"):
-        return 0
-    return int(reward.get("tp") or 1)
+    gpus = 0
+    on_cpu = str(reward.get("device", "")).startswith("cpu")
+    if reward_enabled(config) and reward.get("backend") != "server" and not on_cpu:
+        gpus = int(reward.get("tp") or 1)
+    roleplay = config.charactereval
+    if roleplay is not None and not str(roleplay.charrm.get("device", "")).startswith("cpu"):
+        gpus = max(gpus, 1)
+    return gpus
 
 
 def _job(run, mode: Mode, config) -> Job:
@@ -323,6 +331,7 @@ class ScorerProcess:
             raise explain(e, log_path, "output_dir") from None
         self.events = events
         self.loads: int | None = None
+        self.charrm_loads: int | None = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rgen_harness.study.scoring"],
             stdin=subprocess.PIPE,
@@ -346,6 +355,7 @@ class ScorerProcess:
                 continue
             if "loads" in msg:
                 self.loads = msg["loads"]
+                self.charrm_loads = msg.get("charrm_loads")
             else:
                 self.events.put(("scored", msg["label"], msg["ok"], msg.get("error")))
         self.events.put(("scorer_exit", None, self.proc.wait(), None))
@@ -402,7 +412,7 @@ def plan_units(config, runs, mode: Mode, room: int) -> tuple[list[_Unit], dict[s
     units, sharded = [], {}
     for run in runs:
         job, n = jobs[run.label], counts.get(run.label, 1)
-        separate = run.key == "deita" and (mode.separate_scoring or n > 1)
+        separate = run.key in SCORED_LATER and (mode.separate_scoring or n > 1)
         if n > 1:
             parts = shard_mod.split(run, shard_mod.run_indices(config, run), n)
             sharded[run.label] = parts
@@ -468,7 +478,7 @@ def run_parallel(config, runs, states, stream, mode: Mode):
             _say(stream, f"[study] {run.label}: finished earlier, skipped")
             outcome.skipped.append(run.label)
         elif (
-            run.key == "deita"
+            run.key in SCORED_LATER
             and state == "partial"
             and _complete(run, generated_dir(run))
             and (separate_mode or config.scoring != "inline")
@@ -640,6 +650,7 @@ def run_parallel(config, runs, states, stream, mode: Mode):
                     )
         if scorer is not None:
             outcome.scorer_loads = scorer.close()
+            outcome.charrm_loads = scorer.charrm_loads
             scorer = None
     except BaseException as e:
         executor.stop()

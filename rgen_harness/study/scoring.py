@@ -11,8 +11,8 @@ and aggregation.
 
 `python -m rgen_harness.study.scoring` is the scorer process: JSON lines on stdin
 (`{"preload": metadata}`, then `{"label", "generated", "out"}` per run), one JSON line per run on
-stdout (`{"label", "ok", "error", "seconds"}`), and `{"loads": n}` (reward models loaded) at the
-end of its input.
+stdout (`{"label", "ok", "error", "seconds"}`), and `{"loads": n, "charrm_loads": m}` (reward and
+CharRM models loaded) at the end of its input.
 """
 
 from __future__ import annotations
@@ -53,17 +53,16 @@ def generation_run(run):
 def score_run(generated: Path, out: Path, *, bootstrap_iters: int = 100000) -> list[str]:
     """Score every samples file under `generated` into `out` (same relative paths); return the
     tasks scored."""
-    from rgen_harness.commands.score import SAMPLES_RE, find_samples, run_metadata
-    from rgen_harness.metrics.reward.samples import rescore_file, write_results
+    from rgen_harness.commands.score import SAMPLES_RE, find_samples, rescorer, run_metadata
+    from rgen_harness.metrics.reward.samples import write_results
     from rgen_harness.redact import mask_data
 
     by_folder: dict[Path, dict] = {}
     for path in _in_task_order(generated, find_samples(generated)):
         task = SAMPLES_RE.match(path.name)["task"]
         rel = path.parent.relative_to(generated)
-        summary = rescore_file(
-            path, out / rel / path.name, task=task, metadata=run_metadata(path, task)
-        )
+        rescore, metadata = rescorer(task, run_metadata(path, task))
+        summary = rescore(path, out / rel / path.name, task=task, metadata=metadata)
         date = SAMPLES_RE.match(path.name)["date"]
         by_folder.setdefault((rel, date), {})[task] = summary
     tasks = []
@@ -121,6 +120,14 @@ def reward_loads() -> int:
     return sum(1 for key in _LOADED if key[0] == "backend")
 
 
+def charrm_loads() -> int:
+    """CharRM models this process has loaded (role-play runs)."""
+    import sys
+
+    module = sys.modules.get("rgen_harness.metrics.charrm.scorer")
+    return sum(1 for key in getattr(module, "_LOADED", {}) if key[0] == "model")
+
+
 def serve(lines, reply) -> None:
     """The scorer process's loop (see the module docstring)."""
     for line in lines:
@@ -142,7 +149,7 @@ def serve(lines, reply) -> None:
             error = f"{type(e).__name__}: {e}"
         seconds = round(time.perf_counter() - start, 3)
         reply({"label": job["label"], "ok": error is None, "error": error, "seconds": seconds})
-    reply({"loads": reward_loads()})
+    reply({"loads": reward_loads(), "charrm_loads": charrm_loads()})
 
 
 def main() -> None:

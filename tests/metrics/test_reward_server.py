@@ -113,8 +113,9 @@ def test_http_500_is_retried_then_counted(tiny_dir, hf_backend):
     with PoolingServer(hf_backend) as server:
         server.fail = True
         rows = from_metadata(meta(tiny_dir, server.url)).score(items())
-        # 9 inputs in batches of 3 = 3 batches, each tried 1 + reward_retries(1) times
-        assert len(server.requests) == 6
+        # 4 references, then 5 replies, in batches of 3 = 2 + 2 batches, each tried
+        # 1 + reward_retries(1) times
+        assert len(server.requests) == 8
     assert sum(r["reward_failed"] for r in rows) == 5
     assert all(math.isnan(r["reward"]) and r["reward_n"] == 0 for r in rows)
 

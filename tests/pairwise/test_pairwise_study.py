@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import yaml
+from report_compare_util import report_files
 
 from rgen_harness.study.config import StudyConfigError, parse_study_config
 
@@ -105,49 +106,6 @@ def test_study_runs_the_judge_after_generation_and_reports_it(sequential):
     assert row["judge"]["n"] == res["n,none"]
 
 
-LAYOUT = ("gpus", "scheduler", "shards", "max_parallel", "output_dir", "report_dir")
-
-
-def _report_files(folder) -> dict[str, object]:
-    """Every file of the report, without what records when it ran, how fast (throughput) or
-    on which layout, and with the study's own folder written as ROOT."""
-    import csv
-    import io
-    import re
-
-    def drop(value):
-        if isinstance(value, dict):
-            return {k: drop(v) for k, v in value.items() if k != "throughput"}
-        return [drop(v) for v in value] if isinstance(value, list) else value
-
-    out: dict[str, object] = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
-        name = str(path.relative_to(folder))
-        if path.suffix == ".png":
-            out[name] = path.read_bytes()
-            continue
-        text = path.read_text(encoding="utf-8").replace(str(folder.parent), "ROOT")
-        text = re.sub(r"\d{4}-\d\d-\d\dT[\d.-]+", "TIME", text)  # lm-eval's file stamps
-        if path.suffix == ".json":
-            data = drop(json.loads(text))
-            for key in LAYOUT:
-                data.get("study", {}).pop(key, None)
-            out[name] = data
-        elif path.suffix == ".csv":
-            rows = list(csv.DictReader(io.StringIO(text)))
-            out[name] = [
-                {k: v for k, v in r.items() if not k.startswith("throughput_")} for r in rows
-            ]
-        elif path.suffix == ".md":
-            text = re.sub(r"Generated \S+ \S+ ", "Generated ", text)
-            out[name] = re.sub(r"## Throughput\n.*?(?=\n## |\Z)", "", text, flags=re.S)
-        else:
-            out[name] = text
-    return out
-
-
 def test_parallel_study_with_shards_reports_what_the_sequential_one_does(
     tiny_dir, tmp_path, sequential
 ):
@@ -164,4 +122,4 @@ def test_parallel_study_with_shards_reports_what_the_sequential_one_does(
     judge = next(i for i, x in enumerate(lines) if x.startswith("[study] tiny/judge-tinyjudge: "))
     scored = lines.index("[study] tiny/deita: scored, done")
     assert merged < scored < judge, lines
-    assert _report_files(tmp_path / "report") == _report_files(seq_path / "report")
+    assert report_files(tmp_path / "report") == report_files(seq_path / "report")

@@ -1,4 +1,4 @@
-"""The `reward` reply scorer: every reply of a task (and its reference) scored in one batched pass.
+"""The `reward` reply scorer: the references of a task, then its replies, scored in batched passes.
 
 Per reply it reports `reward` (NaN when not scored), `reference_reward` (the dataset's reply for
 the same history), `reward_failed` (1: empty reply, NaN/inf score, engine or HTTP error),
@@ -233,9 +233,16 @@ class RewardScorer:
             )
             rows.append(row)
 
-        jobs = {j.digest: j.ids for j in reply_jobs + ref_jobs if j is not None}
         task = items[0].task if items else ""
-        scores = self.score_ids(jobs, desc=f"reward {task}".strip())
+        # References in batches of their own, before the replies: which batch an input lands in
+        # changes the last bits of its score (padding, kernel shapes), and every run of a study
+        # shares the references through the cache. Scored apart, a reply's batch holds only its
+        # run's replies, whichever run scored the references first (one at a time, or side by
+        # side in any order), so a study's numbers do not depend on its layout.
+        refs = {j.digest: j.ids for j in ref_jobs if j is not None}
+        replies = {j.digest: j.ids for j in reply_jobs if j is not None and j.digest not in refs}
+        scores = self.score_ids(refs, desc=f"reward {task} references".strip()) if refs else {}
+        scores.update(self.score_ids(replies, desc=f"reward {task}".strip()))
 
         for row, reply, ref in zip(rows, reply_jobs, ref_jobs, strict=True):
             if reply is not None:
