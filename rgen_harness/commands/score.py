@@ -117,7 +117,11 @@ def run_metadata(samples_file: Path, task: str) -> dict:
     """The scorer metadata of the run that wrote `samples_file` (from its results JSON):
     `scorers` and every `reward_*`, `rouge_*`, `similarity_*` key."""
     config = run_results(samples_file).get("configs", {}).get(task, {})
-    metadata = config.get("metadata") or {}
+    return scorer_metadata(config.get("metadata") or {})
+
+
+def scorer_metadata(metadata: dict) -> dict:
+    """The keys of a run's metadata that its scorers read."""
     return {
         k: v for k, v in metadata.items() if k == "scorers" or k.startswith(SCORER_KEY_PREFIXES)
     }

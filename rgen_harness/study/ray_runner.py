@@ -57,13 +57,15 @@ class _Scorer:
         with contextlib.suppress(Exception):  # the runs' own scoring says what is wrong
             preload(metadata)
 
-    def score(self, label: str, generated: str, out: str) -> tuple[str, bool, str | None]:
+    def score(
+        self, label: str, generated: str, out: str, metadata: dict | None = None
+    ) -> tuple[str, bool, str | None]:
         from pathlib import Path
 
         from rgen_harness.study.scoring import score_run
 
         try:
-            score_run(Path(generated), Path(out))
+            score_run(Path(generated), Path(out), metadata=metadata)
         except Exception as e:  # noqa: BLE001 (reported as the run's failure)
             return label, False, f"{type(e).__name__}: {e}"
         return label, True, None
@@ -171,7 +173,9 @@ class _ActorScorer:
     def submit(self, run) -> None:
         from rgen_harness.study.scoring import generated_dir
 
-        ref = self.actor.score.remote(run.label, str(generated_dir(run)), str(run.out_dir))
+        ref = self.actor.score.remote(
+            run.label, str(generated_dir(run)), str(run.out_dir), run.settings.get("metadata")
+        )
         self.executor.refs[ref] = ("scored", run.label)
 
     def close(self) -> int | None:

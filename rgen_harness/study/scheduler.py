@@ -373,7 +373,12 @@ class ScorerProcess:
 
     def submit(self, run) -> None:
         self._send(
-            {"label": run.label, "generated": str(generated_dir(run)), "out": str(run.out_dir)}
+            {
+                "label": run.label,
+                "generated": str(generated_dir(run)),
+                "out": str(run.out_dir),
+                "metadata": run.settings.get("metadata"),
+            }
         )
 
     def close(self) -> int | None:

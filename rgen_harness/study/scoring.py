@@ -10,9 +10,10 @@ The numbers equal inline scoring's: the same scorers, settings (the run's task m
 and aggregation.
 
 `python -m rgen_harness.study.scoring` is the scorer process: JSON lines on stdin
-(`{"preload": metadata}`, then `{"label", "generated", "out"}` per run), one JSON line per run on
-stdout (`{"label", "ok", "error", "seconds"}`), and `{"loads": n, "charrm_loads": m}` (reward and
-CharRM models loaded) at the end of its input.
+(`{"preload": metadata}`, then `{"label", "generated", "out", "metadata"}` per run: the run's
+task metadata, credentials included, through the pipe and never through a file), one JSON line
+per run on stdout (`{"label", "ok", "error", "seconds"}`), and `{"loads": n, "charrm_loads": m}`
+(reward and CharRM models loaded) at the end of its input.
 """
 
 from __future__ import annotations
@@ -50,10 +51,20 @@ def generation_run(run):
     )
 
 
-def score_run(generated: Path, out: Path, *, bootstrap_iters: int = 100000) -> list[str]:
+def score_run(
+    generated: Path, out: Path, *, bootstrap_iters: int = 100000, metadata: dict | None = None
+) -> list[str]:
     """Score every samples file under `generated` into `out` (same relative paths); return the
-    tasks scored."""
-    from rgen_harness.commands.score import SAMPLES_RE, find_samples, rescorer, run_metadata
+    tasks scored. `metadata`: the run's task metadata as the study holds it; without it, the
+    metadata the run recorded in its results JSON, where credentials (a reward server URL's
+    user-info, a key) are masked, so a study always passes its own."""
+    from rgen_harness.commands.score import (
+        SAMPLES_RE,
+        find_samples,
+        rescorer,
+        run_metadata,
+        scorer_metadata,
+    )
     from rgen_harness.metrics.reward.samples import write_results
     from rgen_harness.redact import mask_data
 
@@ -61,8 +72,9 @@ def score_run(generated: Path, out: Path, *, bootstrap_iters: int = 100000) -> l
     for path in _in_task_order(generated, find_samples(generated)):
         task = SAMPLES_RE.match(path.name)["task"]
         rel = path.parent.relative_to(generated)
-        rescore, metadata = rescorer(task, run_metadata(path, task))
-        summary = rescore(path, out / rel / path.name, task=task, metadata=metadata)
+        given = scorer_metadata(metadata) if metadata is not None else run_metadata(path, task)
+        rescore, settings = rescorer(task, given)
+        summary = rescore(path, out / rel / path.name, task=task, metadata=settings)
         date = SAMPLES_RE.match(path.name)["date"]
         by_folder.setdefault((rel, date), {})[task] = summary
     tasks = []
@@ -142,7 +154,7 @@ def serve(lines, reply) -> None:
             continue
         start = time.perf_counter()
         try:
-            score_run(Path(job["generated"]), Path(job["out"]))
+            score_run(Path(job["generated"]), Path(job["out"]), metadata=job.get("metadata"))
             error = None
         except Exception as e:
             traceback.print_exc(file=sys.stderr)

@@ -6,73 +6,22 @@ from __future__ import annotations
 import base64
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from pooling_server_util import PoolingServer, hf_reward_backend
 from scripted_http import ScriptedServer
 
 from rgen_harness.chat.protocol import ChatResult, RoundRecord
 from rgen_harness.metrics.reward.backends import BackendError
 from rgen_harness.metrics.reward.backends import server as server_module
-from rgen_harness.metrics.reward.backends.hf import HFRewardBackend
 from rgen_harness.metrics.reward.backends.server import ServerRewardBackend
-from rgen_harness.metrics.reward.render import load_model_config
 from rgen_harness.metrics.reward.scorer import from_metadata
 from rgen_harness.metrics.scorers import ScoredItem
 
 
-class PoolingServer:
-    """`POST /pooling` {"input": [[ids]...]} -> {"data": [{"index", "object", "data"}]}."""
-
-    def __init__(self, backend):
-        self.backend, self.fail, self.requests = backend, False, []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self._send(200, {"data": [{"id": "tiny-rm"}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                if self.path != "/pooling":
-                    return self._send(404, {"error": self.path})
-                if outer.fail:
-                    return self._send(500, {"error": "engine crashed"})
-                scores = outer.backend.score(body["input"])
-                data = [{"index": i, "object": "pooling", "data": s} for i, s in enumerate(scores)]
-                self._send(200, {"object": "list", "model": "tiny-rm", "data": data})
-
-            def _send(self, code, payload):
-                raw = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def hf_backend(tiny_dir):
-    path = str(tiny_dir / "reward")
-    return HFRewardBackend(path, model_config=load_model_config(path, revision=None), device="cpu")
+    return hf_reward_backend(tiny_dir / "reward")
 
 
 def items():
@@ -113,7 +62,7 @@ def test_http_500_is_retried_then_counted(tiny_dir, hf_backend):
     with PoolingServer(hf_backend) as server:
         server.fail = True
         rows = from_metadata(meta(tiny_dir, server.url)).score(items())
-        # 4 references, then 5 replies, in batches of 3 = 2 + 2 batches, each tried
+        # 5 references, then 4 replies, in batches of 3 = 2 + 2 batches, each tried
         # 1 + reward_retries(1) times
         assert len(server.requests) == 8
     assert sum(r["reward_failed"] for r in rows) == 5

@@ -90,6 +90,35 @@ def test_study_scores_every_run_with_one_reward_load(templates, tmp_path, monkey
     assert len(outcome.skipped) == 3 and outcome.scorer_loads is None
 
 
+def test_the_scorer_gets_credentials_from_the_study_not_the_masked_records(
+    templates, tmp_path, monkeypatch
+):
+    """A reward server behind basic auth, its password from the environment: the scoring
+    phase scores with the study's own settings (the records mask the password)."""
+    import base64
+
+    from pooling_server_util import PoolingServer, hf_reward_backend
+
+    folder, metadata = templates
+    use_sim(monkeypatch, folder, tmp_path / "records", SECONDS)
+    monkeypatch.setenv("RM_PASSWORD", "s3cret-pw-123")
+    auth = "Basic " + base64.b64encode(b"rm-user:s3cret-pw-123").decode()
+    with PoolingServer(hf_reward_backend(metadata["reward_model"]), auth=auth) as server:
+        raw = _scored_config(tmp_path, metadata, shards=1)
+        url = server.url.replace("http://", "http://rm-user:${RM_PASSWORD}@")
+        raw["reward"] = {"model": metadata["reward_model"], "backend": "server", "url": url,
+                         "cache": "none"}  # fmt: skip
+        outcome, printed = study(raw)
+        assert server.requests and sorted(outcome.done) == sorted(f"{n}/deita" for n, _ in MODELS)
+    inline = _results(folder / "inline")["results"]["deita_qr"]
+    for name, _ in MODELS:
+        scored = _results(tmp_path / f"study/runs/{name}/deita")["results"]["deita_qr"]
+        assert scored["reward_n,none"] == inline["reward_n,none"], printed
+        assert scored["reward,none"] == pytest.approx(inline["reward,none"], abs=1e-5)
+    written = [p for p in (tmp_path / "study").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if b"s3cret-pw-123" in p.read_bytes()]
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'rgen-harness[ray]'")
