@@ -45,12 +45,33 @@ def extend_task_manager(task_manager_cls) -> None:
 
 
 def extend_lm_base(lm_cls) -> None:
-    """Give every lm-eval model the default implementation of the multi-round request type."""
+    """Give every lm-eval model the default implementation of the multi-round request type, and
+    build it with `${VAR}`s in its arguments read from the environment (`rgen_harness.env_refs`)."""
     from rgen_harness.chat.protocol import REQUEST_TYPE
     from rgen_harness.chat.runner import generate_chat_rounds
 
     if not hasattr(lm_cls, REQUEST_TYPE):
         setattr(lm_cls, REQUEST_TYPE, generate_chat_rounds)
+    from_obj = lm_cls.create_from_arg_obj.__func__
+    if getattr(from_obj, "_rgen_harness", False):
+        return
+    from_string = lm_cls.create_from_arg_string.__func__
+
+    def create_from_arg_obj(cls, arg_dict, additional_config=None):
+        from rgen_harness.env_refs import expand
+
+        return from_obj(cls, expand(dict(arg_dict), "--model_args"), additional_config)
+
+    def create_from_arg_string(cls, arg_string, additional_config=None):
+        if "${" not in str(arg_string):
+            return from_string(cls, arg_string, additional_config)
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    create_from_arg_obj._rgen_harness = True
+    lm_cls.create_from_arg_obj = classmethod(create_from_arg_obj)
+    lm_cls.create_from_arg_string = classmethod(create_from_arg_string)
 
 
 def extend_api_models(template_api_cls) -> None:
@@ -85,9 +106,14 @@ def extend_evaluator(evaluator_module) -> None:
 
     @functools.wraps(original)
     def simple_evaluate(*args, **kwargs):
-        flag = signature.bind_partial(*args, **kwargs).arguments.get("predict_only", False)
+        bound = signature.bind_partial(*args, **kwargs)
+        flag = bound.arguments.get("predict_only", False)
+        if isinstance(bound.arguments.get("metadata"), dict):
+            from rgen_harness.env_refs import expand  # `${VAR}` in task metadata
+
+            bound.arguments["metadata"] = expand(bound.arguments["metadata"], "--metadata")
         with predict_only_run(bool(flag)):
-            return original(*args, **kwargs)
+            return original(*bound.args, **bound.kwargs)
 
     simple_evaluate._rgen_harness = True
     evaluator_module.simple_evaluate = simple_evaluate

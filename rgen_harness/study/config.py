@@ -26,12 +26,13 @@ from typing import Any, Literal
 
 import yaml
 
+from rgen_harness.env_refs import VAR_RE
 from rgen_harness.study.judge_block import JudgeSpec, check_judge
 
 MODEL_TYPES = ("lmdeploy", "hf")
 DEITA_TASKS = ("deita_qr", "deita_qcr")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR_RE = VAR_RE
 
 
 class StudyConfigError(ValueError):
@@ -229,6 +230,19 @@ class StudyConfig:
         credentials masked (`rgen_harness.redact.mask_data`)."""
         from rgen_harness.redact import mask_data
 
+        return mask_data(self.written(value), self.secret_values())
+
+    def env_vars(self) -> dict[str, str]:
+        """The set environment variables the config refers to (what an lm_eval child given
+        values as written needs, also on another node)."""
+        from rgen_harness.env_refs import VAR_RE
+
+        found = {m.group(1) for _, w, _ in self.env_refs for m in VAR_RE.finditer(w)}
+        return {name: os.environ[name] for name in sorted(found) if name in os.environ}
+
+    def written(self, value: Any) -> Any:
+        """A JSON-like value with every string taken from the environment as written in the
+        config (`${HF_TOKEN}`), also inside longer strings."""
         refs = sorted(((e, w) for e, w, _ in self.env_refs if e), key=lambda r: -len(r[0]))
 
         def undo(v: Any) -> Any:
@@ -245,7 +259,7 @@ class StudyConfig:
                         v = v.replace(expanded, written)
             return v
 
-        return mask_data(undo(value), self.secret_values())
+        return undo(value)
 
 
 # -- loading ---------------------------------------------------------------------------------

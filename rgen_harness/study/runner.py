@@ -243,6 +243,12 @@ def _finish(model, key, tasks, argv, settings, config, study_dir) -> PlannedRun:
         str(cache),
     ]
     settings = {**settings, "tasks": list(tasks)}
+    # Values from the environment go to lm_eval as written (`${TOKEN}`) and are expanded by the
+    # lm_eval process (rgen_harness.env_refs): a secret never stands on a command line.
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("--model_args", "--metadata"):
+            written = config.written(json.loads(argv[i + 1]))
+            argv[i + 1] = json.dumps(written, ensure_ascii=False)
     full = (sys.executable, "-m", "lm_eval", *argv)
     import shlex
 
@@ -258,6 +264,7 @@ def _finish(model, key, tasks, argv, settings, config, study_dir) -> PlannedRun:
         recorded_settings=config.recorded(settings),
         command=command,
         secrets=config.secret_values(),
+        env=tuple(config.env_vars().items()),
     )
 
 

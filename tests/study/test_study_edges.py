@@ -33,6 +33,7 @@ CHILD = textwrap.dedent(
     out, model_args = Path(opt("--output_path")), json.loads(opt("--model_args"))
     metadata = json.loads(opt("--metadata"))
     Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))
+    Path(os.environ["PID_FILE"] + ".argv").write_text(json.dumps(sys.argv))
     print(f"INFO Initializing hf model, with arguments: {model_args}", flush=True)
     print(f"INFO task metadata: {metadata}", flush=True)
     if os.environ.get("SLOW"):
@@ -283,3 +284,7 @@ def test_no_secret_in_any_file_the_study_writes(tmp_path, monkeypatch, tiny_dir)
     assert run["settings"]["model_args"]["token"] == "${HF_TOKEN}"
     assert run["settings"]["model_args"]["api_key"] == "***"
     assert "${REWARD_HOST}" in run["command"] and "http://***@" in run["command"]
+    # and never on lm_eval's command line (any user's `ps` shows it): passed as written, the
+    # variable set for lm_eval alone, which expands it (rgen_harness.env_refs)
+    argv = (tmp_path / "child.pid.argv").read_text()
+    assert SECRETS["env"] not in argv and "${HF_TOKEN}" in argv
