@@ -198,6 +198,8 @@ def print_plan(config, runs, states, stream) -> bool:
     for label, parts in sharded.items():
         sizes = "/".join(str(len(p.indices)) for p in parts)
         lines.append(f"  {label}: {len(parts)} shards of {sizes} conversations, merged, scored")
+    if mode.ray_address and config.shards == "auto":
+        lines.append("  shards: auto, decided from the cluster's GPUs when the study starts")
     slots = {s.label: s for s in simulate(jobs, ids, mode.max_parallel, _dependencies(units))}
     known = all(j.est_s is not None for j in jobs)
     for job in order(jobs):
