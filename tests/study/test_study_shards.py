@@ -168,6 +168,10 @@ def test_dry_run_prints_shards_and_their_commands(templates, tmp_path):
     assert line.strip().startswith("$ CUDA_VISIBLE_DEVICES=") and "--predict_only" in line
     assert '--samples \'{"deita_qr": [0]' in line
     assert not (tmp_path / "plan").exists()
+    raw.pop("gpus")
+    raw["ray"] = {"address": "auto"}  # a dry run does not reach the cluster
+    _, printed = study(raw, dry_run=True)
+    assert "shards: auto, decided from the cluster's GPUs when the study starts" in printed
 
 
 # -- generations are reused whatever the layout -------------------------------------------------
