@@ -88,9 +88,9 @@ def main(argv: list[str]) -> int:
     model_args = json.loads(_opt(argv, "--model_args"))
     predict_only = "--predict_only" in argv
     seconds = json.loads(os.environ.get("SIM_SECONDS", "{}")).get(model_args["pretrained"], 0.5)
-    if "--samples" in argv and os.environ.get("SIM_CONVERSATIONS"):
+    chosen = json.loads(_opt(argv, "--samples")) if "--samples" in argv else None
+    if chosen and os.environ.get("SIM_CONVERSATIONS"):
         # a shard: its share of the run's conversations (SIM_CONVERSATIONS in the whole run)
-        chosen = json.loads(_opt(argv, "--samples"))
         seconds *= len(next(iter(chosen.values()))) / int(os.environ["SIM_CONVERSATIONS"])
     scores_inline = not predict_only and "reward" in _opt(argv, "--metadata")
     load_s = float(os.environ.get("SIM_REWARD_LOAD_S", "0")) if scores_inline else 0.0
@@ -112,13 +112,11 @@ def main(argv: list[str]) -> int:
         time.sleep(min(0.1, left))
     fail = os.environ.get("SIM_FAIL_INDEX")  # a model's run of this conversation fails, once
     marker = records / f"failed-{fail}-{model_args['pretrained'].replace('/', '_')}"
-    chosen_ids = json.loads(_opt(argv, "--samples")) if "--samples" in argv else {}
-    if fail is not None and not marker.exists() and int(fail) in sum(chosen_ids.values(), []):
+    if fail is not None and not marker.exists() and int(fail) in sum((chosen or {}).values(), []):
         marker.write_text("")
         print(f"simulated failure on conversation {fail}", flush=True)
         return 1
     template = Path(os.environ["SIM_TEMPLATES"]) / ("predicted" if predict_only else "inline")
-    chosen = json.loads(_opt(argv, "--samples")) if "--samples" in argv else None
     for src in sorted(template.rglob("*")):
         if not src.is_file():
             continue

@@ -32,6 +32,27 @@ def names(value: Any) -> set[str]:
     return {m.group(1) for m in VAR_RE.finditer(value)} if isinstance(value, str) else set()
 
 
+def substitute(text: str, where: str, place: str = "the environment of lm_eval") -> tuple:
+    """`text` with its `${VAR}`s replaced, and the values of the variables it read; an unset
+    variable without a default raises UnsetVariable naming `where` and `place` (where to set
+    it)."""
+    values: list[str] = []
+
+    def sub(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            values.append(os.environ[name])
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise UnsetVariable(
+            f"{where}: environment variable {name} is not set; set it in {place}, or write "
+            f"${{{name}:-<default>}}"
+        )
+
+    return VAR_RE.sub(sub, text), tuple(values)
+
+
 def expand(value: Any, where: str) -> Any:
     """`value` with every `${VAR}` replaced from the environment (a copy; strings in lists and
     mappings too). `where` names the argument in the error for an unset variable."""
@@ -41,16 +62,4 @@ def expand(value: Any, where: str) -> Any:
         return [expand(v, where) for v in value]
     if not isinstance(value, str) or "${" not in value:
         return value
-
-    def sub(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise UnsetVariable(
-            f"{where}: environment variable {name} is not set; set it in the environment of "
-            f"lm_eval, or write ${{{name}:-<default>}}"
-        )
-
-    return VAR_RE.sub(sub, value)
+    return substitute(value, where)[0]

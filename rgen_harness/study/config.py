@@ -32,7 +32,6 @@ from rgen_harness.study.judge_block import JudgeSpec, check_judge
 MODEL_TYPES = ("lmdeploy", "hf")
 DEITA_TASKS = ("deita_qr", "deita_qcr")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_VAR_RE = VAR_RE
 
 
 class StudyConfigError(ValueError):
@@ -235,8 +234,6 @@ class StudyConfig:
     def env_vars(self) -> dict[str, str]:
         """The set environment variables the config refers to (what an lm_eval child given
         values as written needs, also on another node)."""
-        from rgen_harness.env_refs import VAR_RE
-
         found = {m.group(1) for _, w, _ in self.env_refs for m in VAR_RE.finditer(w)}
         return {name: os.environ[name] for name in sorted(found) if name in os.environ}
 
@@ -518,20 +515,11 @@ def _expand_env(value: Any, where: str, refs: list) -> Any:
         return [_expand_env(v, where, refs) for v in value]
     if not isinstance(value, str) or "${" not in value:
         return value
-    values: list[str] = []
+    from rgen_harness.env_refs import UnsetVariable, substitute
 
-    def sub(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            values.append(os.environ[name])
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise StudyConfigError(
-            f"{where}: environment variable {name} is not set; set it, or write "
-            f"${{{name}:-<default>}} in the config"
-        )
-
-    expanded = _VAR_RE.sub(sub, value)
-    refs.append((expanded, value, tuple(values)))
+    try:
+        expanded, values = substitute(value, where, "the environment")
+    except UnsetVariable as e:
+        raise StudyConfigError(f"{e} in the config") from None
+    refs.append((expanded, value, values))
     return expanded

@@ -415,13 +415,21 @@ def plan_units(config, runs, mode: Mode, room: int) -> tuple[list[_Unit], dict[s
     from rgen_harness.study import shards as shard_mod
 
     jobs = {r.label: _job(r, mode, config) for r in runs}
-    counts = shard_counts(config, runs, jobs, mode, room)
+    memo: dict[str, list[int]] = {}
+
+    def indices(run) -> list[int]:  # the same for every model's run: the data is read once
+        key = json.dumps(run.settings.get("samples"), sort_keys=True)
+        if key not in memo:
+            memo[key] = shard_mod.run_indices(config, run)
+        return memo[key]
+
+    counts = shard_counts(config, runs, jobs, mode, room, indices)
     units, sharded = [], {}
     for run in runs:
         job, n = jobs[run.label], counts.get(run.label, 1)
         separate = run.key in SCORED_LATER and (mode.separate_scoring or n > 1)
         if n > 1:
-            parts = shard_mod.split(run, shard_mod.run_indices(config, run), n)
+            parts = shard_mod.split(run, indices(run), n)
             sharded[run.label] = parts
             est = job.est_s / len(parts) if job.est_s is not None else None
             for part in parts:
@@ -433,10 +441,12 @@ def plan_units(config, runs, mode: Mode, room: int) -> tuple[list[_Unit], dict[s
     return units, sharded
 
 
-def shard_counts(config, runs, jobs: dict[str, Job], mode: Mode, room: int) -> dict[str, int]:
+def shard_counts(
+    config, runs, jobs: dict[str, Job], mode: Mode, room: int, indices
+) -> dict[str, int]:
     """Shards per run label (see `rgen_harness.study.shards`): a model's own `shards`, else
     the study's; `auto` fills the GPUs every run leaves free, on GPUs only and never with
-    inline scoring."""
+    inline scoring. `indices`: run -> its conversations' dataset indices."""
     from rgen_harness.study import shards as shard_mod
 
     fixed, auto = {}, []
@@ -452,7 +462,7 @@ def shard_counts(config, runs, jobs: dict[str, Job], mode: Mode, room: int) -> d
     if auto and room > 0 and mode.max_parallel is None:
         ready = [j for j in jobs.values() if _needs(j.label, runs) is None]
         fixed_jobs = [replace(j, gpus=j.gpus * fixed.get(j.label, 1)) for j in ready]
-        limits = {r.label: len(shard_mod.run_indices(config, r)) for r in auto}
+        limits = {r.label: len(indices(r)) for r in auto}
         timed = all(j.est_s is not None for j in ready)
         sized = all(j.size_gb is not None for j in ready)
         weights = {
@@ -475,6 +485,7 @@ def _needs(label: str, runs) -> str | None:
 def run_parallel(config, runs, states, stream, mode: Mode):
     """Run `runs` side by side (see the module docstring); the sequential runner's outcome."""
     from rgen_harness.study import runner
+    from rgen_harness.study import shards as shard_mod
 
     outcome = runner.StudyOutcome([], [], [])
     separate_mode = mode.separate_scoring
@@ -529,6 +540,28 @@ def run_parallel(config, runs, states, stream, mode: Mode):
                 run = by_unit[job.label].run
                 _failed(outcome, run, stream, f"not started: {need} failed")
 
+    def shard_ended(unit, label, result, error) -> bool:
+        """Record a shard's end; True once every shard of its run ended well and they are
+        merged (a failed shard or merge fails the run)."""
+        run = unit.run
+        ok = result == 0 and _complete(unit.launch, unit.launch.out_dir)
+        log = unit.launch.out_dir / runner.LOG_FILE
+        ended[run.label][label] = None if ok else (error or f"exit code {result}; see {log}")
+        if len(ended[run.label]) < len(sharded[run.label]):
+            return False
+        problems = [f"{k}: {v}" for k, v in sorted(ended[run.label].items()) if v]
+        if problems:
+            _failed(outcome, run, stream, "; ".join(problems))
+            return False
+        try:
+            shard_mod.merge(run, sharded[run.label])
+            shard_mod.consolidate_cache(run)
+        except Exception as e:  # noqa: BLE001 (that run failed; the others go on)
+            _failed(outcome, run, stream, f"merging its shards: {e}")
+            return False
+        _say(stream, f"[study] {run.label}: {len(sharded[run.label])} shards merged")
+        return True
+
     def after_generation(run) -> None:
         """A separately scored run whose generation is whole: to the scorer."""
         runner._mask_results(replace(run, out_dir=generated_dir(run)))
@@ -562,7 +595,7 @@ def run_parallel(config, runs, states, stream, mode: Mode):
                 if unit.shard is not None and run.label not in started:
                     _start_sharded(run, sharded[run.label])
                 started.add(run.label)
-                if unit.shard is not None and _shard_done_earlier(unit.shard):
+                if unit.shard is not None and shard_mod.finished_earlier(unit.shard):
                     _say(stream, f"[study] {job.label}: generated earlier, reused")
                     instant.append(("generated", job.label, 0, None))
                     running.add(job.label)
@@ -603,44 +636,19 @@ def run_parallel(config, runs, states, stream, mode: Mode):
                     executor.release(label)
                 run = unit.run
                 if unit.shard is not None:
-                    ok = result == 0 and _complete(unit.launch, unit.launch.out_dir)
-                    log = unit.launch.out_dir / runner.LOG_FILE
-                    ended[run.label][label] = (
-                        None if ok else (error or f"exit code {result}; see {log}")
-                    )
-                    if len(ended[run.label]) < len(sharded[run.label]):
-                        continue
-                    problems = [f"{k}: {v}" for k, v in sorted(ended[run.label].items()) if v]
-                    if problems:
-                        _failed(outcome, run, stream, "; ".join(problems))
-                        continue
-                    try:
-                        _merge_shards(run, sharded[run.label])
-                    except Exception as e:  # noqa: BLE001 (that run failed; the others go on)
-                        _failed(outcome, run, stream, f"merging its shards: {e}")
-                        continue
-                    _say(stream, f"[study] {run.label}: {len(sharded[run.label])} shards merged")
-                    after_generation(run)
-                elif not unit.separate:
-                    if result == 0 and _complete(run, run.out_dir):
+                    if shard_ended(unit, label, result, error):
+                        after_generation(run)
+                    continue
+                folder = generated_dir(run) if unit.separate else run.out_dir
+                if result == 0 and _complete(run, folder):
+                    if unit.separate:
+                        after_generation(run)
+                    else:
                         outcome.done.append(run.label)
                         _say(stream, f"[study] {run.label}: done")
-                    else:
-                        _failed(
-                            outcome,
-                            run,
-                            stream,
-                            error or f"exit code {result}; see {run.out_dir / runner.LOG_FILE}",
-                        )
-                elif result == 0 and _complete(run, generated_dir(run)):
-                    after_generation(run)
                 else:
-                    _failed(
-                        outcome,
-                        run,
-                        stream,
-                        error or f"exit code {result}; see {run.out_dir / runner.LOG_FILE}",
-                    )
+                    why = error or f"exit code {result}; see {run.out_dir / runner.LOG_FILE}"
+                    _failed(outcome, run, stream, why)
             elif kind == "scored":
                 run = by_label[label]
                 scoring.discard(label)
@@ -688,19 +696,6 @@ def _start_sharded(run, parts) -> None:
     shard_mod.clear_other_layouts(run, parts)
     for part in parts:
         shard_mod.seed_cache(part)
-
-
-def _shard_done_earlier(shard) -> bool:
-    from rgen_harness.study import shards as shard_mod
-
-    return shard_mod.finished_earlier(shard)
-
-
-def _merge_shards(run, parts) -> None:
-    from rgen_harness.study import shards as shard_mod
-
-    shard_mod.merge(run, parts)
-    shard_mod.consolidate_cache(run)
 
 
 def _complete(run, folder: Path) -> bool:
